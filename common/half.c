@@ -1,0 +1,47 @@
+/* half.c - array conversions; plain loops the compiler vectorises (F16C). */
+#include "half.h"
+
+static void f16_to_f32(const uint16_t *restrict s, float *restrict d, size_t n)
+{
+	const _Float16 *h = (const _Float16 *)(const void *)s;
+	for (size_t i = 0; i < n; i++)
+		d[i] = (float)h[i];
+}
+
+static void f32_to_f16(const float *restrict s, uint16_t *restrict d, size_t n)
+{
+	_Float16 *h = (_Float16 *)(void *)d;
+	for (size_t i = 0; i < n; i++)
+		h[i] = (_Float16)s[i];
+}
+
+static void bf16_to_f32(const uint16_t *restrict s, float *restrict d, size_t n)
+{
+	uint32_t *u = (uint32_t *)(void *)d;
+	for (size_t i = 0; i < n; i++)
+		u[i] = (uint32_t)s[i] << 16;
+}
+
+static void f32_to_bf16(const float *restrict s, uint16_t *restrict d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		d[i] = kvt_f32_to_bf16(s[i]);
+}
+
+void kvt_to_f32(enum kvt_dtype dtype, const void *src, float *dst, size_t n)
+{
+	switch (dtype) {
+	case KVT_DTYPE_F16: f16_to_f32(src, dst, n); break;
+	case KVT_DTYPE_BF16: bf16_to_f32(src, dst, n); break;
+	case KVT_DTYPE_F32: memmove(dst, src, n * sizeof(float)); break;
+	}
+}
+
+void kvt_from_f32(enum kvt_dtype dtype, const float *src, void *dst, size_t n)
+{
+	switch (dtype) {
+	case KVT_DTYPE_F16: f32_to_f16(src, dst, n); break;
+	case KVT_DTYPE_BF16: f32_to_bf16(src, dst, n); break;
+	case KVT_DTYPE_F32: memmove(dst, src, n * sizeof(float)); break;
+	}
+}

@@ -1,0 +1,293 @@
+/*
+ * kvtier.h - public API of kvtier, a tiered KV-cache store for LLM inference.
+ *
+ * Conventions (all functions unless stated otherwise):
+ *  - Every function returns int: 0 on success, a negative code on failure.
+ *    Codes are either -errno (e.g. -ENOMEM, -EINVAL, -EIO, -ENOSPC) or one of
+ *    the KVT_E* codes below (all below -4095, so they never clash with errno).
+ *    kvt_strerror() turns any of them into a message.
+ *  - Results come back through out-parameters; on failure the out-parameters
+ *    are left untouched unless documented otherwise.
+ *  - Handles are opaque. Every *_open/_create has a matching *_close/_free,
+ *    and passing NULL to a close/free function is a no-op.
+ *  - A store and its caches may be used from several threads at once; the
+ *    store serialises access internally. A single kvt_cache handle must not
+ *    be closed while another thread still uses it.
+ *
+ * Data layout of K/V tensors exchanged with the store:
+ *  - Token ranges are passed as [n_kv_heads][n_tokens][head_dim] arrays of
+ *    the cache dtype (HND), K and V in separate buffers.
+ *  - A raw block is one contiguous extent: K[head][token][dim] followed by
+ *    V[head][token][dim], block_tokens tokens, in the cache dtype.
+ *    Its size is kvt_block_bytes(shape).
+ */
+#ifndef KVTIER_KVTIER_H
+#define KVTIER_KVTIER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KVT_VERSION_MAJOR 0
+#define KVT_VERSION_MINOR 1
+#define KVT_VERSION_PATCH 0
+
+/* ---------------------------------------------------------------- errors */
+
+enum kvt_error {
+	KVT_OK = 0,
+	KVT_ENOTFOUND = -5000, /* no such cache, block or token range */
+	KVT_EEXIST = -5001,    /* a cache of that name already exists */
+	KVT_ENOSPACE = -5002,  /* a tier's byte budget is exhausted, nowhere to spill */
+	KVT_ECORRUPT = -5003,  /* checksum mismatch or inconsistent stored data */
+	KVT_EFORMAT = -5004,   /* malformed input (file, header, payload) */
+	KVT_EVERSION = -5005,  /* unsupported format or protocol version */
+	KVT_ESHAPE = -5006,    /* tensor shape does not match the cache or file */
+	KVT_ENOGPU = -5007,    /* built without CUDA, or no usable GPU */
+	KVT_ECUDA = -5008,     /* a CUDA runtime call failed */
+	KVT_EPROTO = -5009,    /* malformed or unexpected protocol frame */
+	KVT_ETOOBIG = -5010,   /* a length exceeds a configured bound */
+	KVT_ECLOSED = -5011,   /* the peer closed the connection */
+	KVT_EBUSY = -5012,     /* the cache is open elsewhere (e.g. drop of an open cache) */
+	KVT_ECODEC = -5013,    /* unsupported codec or codec parameters */
+};
+
+/*
+ * Returns a static, NUL-terminated message for a code returned by any kvtier
+ * function (KVT_E* or -errno). Never returns NULL; unknown codes get a
+ * generic message. The string must not be freed.
+ */
+const char *kvt_strerror(int err);
+
+/* ---------------------------------------------------------------- shapes */
+
+enum kvt_dtype {
+	KVT_DTYPE_F16 = 1,
+	KVT_DTYPE_BF16 = 2,
+	KVT_DTYPE_F32 = 3,
+};
+
+/* Size in bytes of one element of dtype; 0 for an invalid dtype. */
+size_t kvt_dtype_size(enum kvt_dtype dtype);
+
+/* Name of a dtype ("f16", "bf16", "f32"); "?" for an invalid one. */
+const char *kvt_dtype_name(enum kvt_dtype dtype);
+
+#define KVT_MAX_LAYERS 1024
+#define KVT_MAX_KV_HEADS 256
+#define KVT_MAX_HEAD_DIM 1024
+#define KVT_MAX_BLOCK_TOKENS 1024
+
+/* Model shape of a cache. */
+struct kvt_shape {
+	uint32_t n_layers;     /* 1 .. KVT_MAX_LAYERS */
+	uint32_t n_kv_heads;   /* 1 .. KVT_MAX_KV_HEADS */
+	uint32_t head_dim;     /* 1 .. KVT_MAX_HEAD_DIM */
+	uint32_t block_tokens; /* 1 .. KVT_MAX_BLOCK_TOKENS, default 16 */
+	enum kvt_dtype dtype;  /* element type of K and V */
+};
+
+/* Returns 0 if every field is in range, -EINVAL otherwise. */
+int kvt_shape_check(const struct kvt_shape *shape);
+
+/* Bytes of one raw block (K and V): 2 * heads * block_tokens * head_dim * elem. */
+size_t kvt_block_bytes(const struct kvt_shape *shape);
+
+/* ---------------------------------------------------------------- codecs */
+
+enum kvt_codec_id {
+	KVT_CODEC_RAW = 0,      /* stored as is */
+	KVT_CODEC_KIVI = 1,     /* KIVI asymmetric 2/4/8-bit quantization */
+	KVT_CODEC_ZIPCACHE = 2, /* ZipCache mixed precision with salient tokens */
+};
+
+/*
+ * Parameters of a codec. Zero-initialise, then set what you need, or use
+ * kvt_codec_params_init() for defaults.
+ */
+struct kvt_codec_params {
+	enum kvt_codec_id id;
+	uint8_t bits;         /* KIVI bits (2, 4, 8); ZipCache low bits (2, 4, 8) */
+	uint8_t high_bits;    /* ZipCache bits of salient tokens (4, 8); else 0 */
+	uint16_t group;       /* KIVI group size: tokens for keys, channels for values;
+	                         default 32; must divide head_dim for values */
+	uint32_t residual;    /* newest tokens kept at full precision (default 128);
+	                         the store uses 0 per block and keeps its own window */
+	float salient_ratio;  /* ZipCache: fraction of tokens at high_bits (0..1) */
+	const float *saliency; /* ZipCache: optional per-token scores (n = tokens);
+	                          NULL: the codec treats every token as low-bit.
+	                          Only read during encode; never stored. */
+};
+
+/* Fills *p with defaults for codec id (KIVI: 2 bits, group 32, residual 128;
+ * ZipCache: 2/4 bits, ratio 0.2). Returns -EINVAL for an unknown id. */
+int kvt_codec_params_init(struct kvt_codec_params *p, enum kvt_codec_id id);
+
+/* ---------------------------------------------------------------- store */
+
+enum kvt_tier_kind {
+	KVT_TIER_GPU = 0,
+	KVT_TIER_HOST = 1,
+	KVT_TIER_DISK = 2,
+	KVT_TIER_COUNT = 3,
+};
+
+/* Name of a tier kind ("gpu", "host", "disk"). */
+const char *kvt_tier_name(enum kvt_tier_kind kind);
+
+struct kvt_store_config {
+	const char *data_dir; /* directory of the disk tier; NULL: memory only.
+	                         Copied during kvt_store_open. */
+	uint64_t gpu_bytes;   /* GPU tier budget; 0 or no GPU: no GPU tier */
+	uint64_t host_bytes;  /* host tier budget (default 1 GiB) */
+	uint64_t disk_bytes;  /* disk tier budget; 0: limited by the file system */
+	int zstd_level;       /* zstd level for blocks on disk, 0 = off (default) */
+};
+
+/* Fills *cfg with defaults (memory only, 1 GiB host budget). */
+void kvt_store_config_init(struct kvt_store_config *cfg);
+
+struct kvt_store;
+
+/*
+ * Opens a store. With cfg->data_dir set, the disk tier is opened (created if
+ * missing) and every cache and acknowledged block stored there before is
+ * available again. On success *out owns the store; release it with
+ * kvt_store_close(). Errors: -EINVAL (bad config), -ENOMEM, -errno from the
+ * file system, KVT_ECORRUPT (unreadable index), KVT_EVERSION.
+ */
+int kvt_store_open(const struct kvt_store_config *cfg, struct kvt_store **out);
+
+/*
+ * Flushes every open cache (partial tail blocks included) to the most
+ * durable tier, then releases the store. Caches still open are closed.
+ * NULL is a no-op.
+ */
+void kvt_store_close(struct kvt_store *store);
+
+/*
+ * Makes everything appended so far durable (on the disk tier, when present).
+ * Returns 0, or -errno / KVT_ENOSPACE when the data could not be written;
+ * blocks written before are not affected.
+ */
+int kvt_store_flush(struct kvt_store *store);
+
+#define KVT_NAME_MAX 255 /* bytes of a cache name, excluding the NUL */
+
+struct kvt_cache_config {
+	struct kvt_shape shape;
+	struct kvt_codec_params cold; /* codec of blocks older than recent_tokens;
+	                                 saliency must be NULL */
+	uint32_t recent_tokens;       /* newest tokens kept raw (default 128) */
+};
+
+/* Fills *cfg with defaults: 16-token fp16 blocks, raw codec, 128 recent
+ * tokens. The model dimensions are left 0 and must be set. */
+void kvt_cache_config_init(struct kvt_cache_config *cfg);
+
+struct kvt_cache;
+
+/*
+ * Creates the cache `name` (1..KVT_NAME_MAX bytes, no '/', no NUL) and opens
+ * it. Errors: -EINVAL (bad name or config), KVT_EEXIST, KVT_ECODEC, -ENOMEM.
+ * On success *out is a handle to close with kvt_cache_close().
+ */
+int kvt_cache_create(struct kvt_store *store, const char *name,
+		     const struct kvt_cache_config *cfg, struct kvt_cache **out);
+
+/* Opens an existing cache. Errors: KVT_ENOTFOUND, -ENOMEM. Several handles
+ * to one cache may be open at once; they share its data. */
+int kvt_cache_open(struct kvt_store *store, const char *name,
+		   struct kvt_cache **out);
+
+/* Closes a handle (NULL is a no-op). The cache's data stays in the store. */
+void kvt_cache_close(struct kvt_cache *cache);
+
+/* Deletes a cache and all its blocks. Errors: KVT_ENOTFOUND, KVT_EBUSY when
+ * a handle to it is still open. */
+int kvt_cache_drop(struct kvt_store *store, const char *name);
+
+/*
+ * Appends n_tokens tokens to layer `layer`. k and v are
+ * [n_kv_heads][n_tokens][head_dim] arrays of the cache dtype; they are copied.
+ * Full blocks go to the store; blocks older than recent_tokens are encoded
+ * with the cold codec. Errors: -EINVAL (layer out of range, NULL buffers),
+ * KVT_ENOSPACE (no tier can take the data: nothing of this call is stored),
+ * -ENOMEM.
+ */
+int kvt_cache_append(struct kvt_cache *cache, uint32_t layer, uint32_t n_tokens,
+		     const void *k, const void *v);
+
+/*
+ * Reads tokens [first, first + n_tokens) of layer `layer` into k and v
+ * ([n_kv_heads][n_tokens][head_dim] of the cache dtype). Quantized blocks are
+ * decoded. Errors: KVT_ENOTFOUND (range past the appended tokens),
+ * KVT_ECORRUPT (a stored block failed its checksum), -EINVAL.
+ */
+int kvt_cache_read(struct kvt_cache *cache, uint32_t layer, uint64_t first,
+		   uint32_t n_tokens, void *k, void *v);
+
+/*
+ * Reads block `block` of layer `layer` as a raw block (K then V, see top of
+ * file) into dst, which must hold kvt_block_bytes() bytes. A partial tail
+ * block reads with its missing tokens zeroed; *n_tokens (may be NULL) gets
+ * the number of valid tokens. Errors: as kvt_cache_read, -ENOBUFS when
+ * dst_len is too small.
+ */
+int kvt_cache_read_block(struct kvt_cache *cache, uint32_t layer,
+			 uint64_t block, void *dst, size_t dst_len,
+			 uint32_t *n_tokens);
+
+struct kvt_cache_info {
+	char name[KVT_NAME_MAX + 1];
+	uint64_t id;                 /* store-wide id, stable across restarts */
+	struct kvt_cache_config config;
+	uint64_t n_tokens;           /* tokens of layer 0 */
+	uint64_t n_blocks;           /* stored blocks over all layers */
+	uint64_t raw_bytes;          /* bytes the stored tokens take raw */
+	uint64_t stored_bytes;       /* bytes they take in the tiers */
+};
+
+/* Fills *out with the cache's description and sizes. */
+int kvt_cache_get_info(struct kvt_cache *cache, struct kvt_cache_info *out);
+
+/* Number of tokens appended so far to one layer. */
+int kvt_cache_layer_tokens(struct kvt_cache *cache, uint32_t layer,
+			   uint64_t *n_tokens);
+
+/*
+ * Lists the caches of the store. On success *out is an array of *n entries
+ * allocated with malloc (NULL when *n is 0); the caller frees it with free().
+ */
+int kvt_store_list(struct kvt_store *store, struct kvt_cache_info **out,
+		   size_t *n);
+
+struct kvt_tier_usage {
+	int present;          /* 0 when the store has no such tier */
+	uint64_t capacity;    /* budget in bytes (0: unlimited) */
+	uint64_t used_bytes;  /* bytes held, slot or extent rounding included */
+	uint64_t n_blocks;    /* blocks held */
+};
+
+struct kvt_stats {
+	struct kvt_tier_usage tier[KVT_TIER_COUNT];
+	uint64_t n_caches;
+	uint64_t n_blocks;         /* stored blocks, all caches, all tiers */
+	uint64_t raw_bytes;        /* bytes those blocks take raw */
+	uint64_t stored_bytes;     /* bytes they take encoded */
+	double compression_ratio;  /* raw_bytes / stored_bytes (1.0 when empty) */
+	uint64_t demotions;        /* blocks moved to a slower tier */
+	uint64_t promotions;       /* blocks moved to a faster tier */
+};
+
+/* Fills *out with current statistics. */
+int kvt_store_stats(struct kvt_store *store, struct kvt_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KVTIER_KVTIER_H */

@@ -1,0 +1,2 @@
+/* store.c - placeholder: the store core is not implemented yet. */
+#include "kvtier/kvtier.h"
