@@ -226,6 +226,17 @@ int kvt_codec_decode(const void *src, size_t len, void *dst, size_t cap,
 		return -ENOBUFS;
 	if (h.dtype == KVT_DTYPE_F32)
 		return kvt_codec_decode_f32(src, len, dst, cap, desc);
+	const struct kvt_codec_ops *ops = codec_ops(h.codec);
+	if (ops->decode_native) {
+		rc = ops->decode_native(
+			&h, (const uint8_t *)src + KVT_CODEC_HEADER_BYTES, dst);
+		if (rc <= 0) {
+			if (rc == 0 && desc)
+				*desc = (struct kvt_tensor_desc){
+					h.heads, h.tokens, h.dim, h.dtype};
+			return rc;
+		}
+	}
 	float *tmp = malloc(n ? n * sizeof(float) : 1);
 	if (!tmp)
 		return -ENOMEM;

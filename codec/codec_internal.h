@@ -29,6 +29,11 @@ struct kvt_codec_ops {
 	/* Decodes a validated payload into fp32 [heads][tokens][dim]. */
 	int (*decode_f32)(const struct kvt_codec_header *h,
 			  const uint8_t *payload, float *dst);
+	/* Optional: decodes a validated payload straight into the header's
+	 * dtype. Returns 0, a negative code, or 1 when it does not cover this
+	 * tensor (codec.c then decodes to fp32 and converts). */
+	int (*decode_native)(const struct kvt_codec_header *h,
+			     const uint8_t *payload, void *dst);
 };
 
 extern const struct kvt_codec_ops kvt_codec_raw_ops;

@@ -49,6 +49,13 @@ static int raw_decode_f32(const struct kvt_codec_header *h,
 	return 0;
 }
 
+static int raw_decode_native(const struct kvt_codec_header *h,
+			     const uint8_t *payload, void *dst)
+{
+	memcpy(dst, payload, h->payload_len);
+	return 0;
+}
+
 const struct kvt_codec_ops kvt_codec_raw_ops = {
 	.id = KVT_CODEC_RAW,
 	.name = "raw",
@@ -58,4 +65,5 @@ const struct kvt_codec_ops kvt_codec_raw_ops = {
 	.encode = raw_encode,
 	.validate = raw_validate,
 	.decode_f32 = raw_decode_f32,
+	.decode_native = raw_decode_native,
 };

@@ -1,0 +1,38 @@
+/* bench_util.h - timing and test-tensor helpers shared by the benchmarks. */
+#ifndef KVTIER_BENCH_UTIL_H
+#define KVTIER_BENCH_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+static inline double bench_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Deterministic pseudo-random floats in [-0.5, 0.5). */
+static inline float bench_uniform(uint64_t *state)
+{
+	*state = *state * 6364136223846793005ull + 1442695040888963407ull;
+	return (float)(*state >> 40) / (float)(1u << 24) - 0.5f;
+}
+
+/*
+ * Fills x [heads][tokens][dim] with key-like data: unit-scale noise, a
+ * per-channel offset, and a few outlier channels an order of magnitude
+ * larger (as in real LLM keys, the reason KIVI quantizes keys per channel).
+ */
+static inline void bench_fill_keys(float *x, size_t heads, size_t tokens,
+				   size_t dim, uint64_t seed)
+{
+	for (size_t i = 0; i < heads * tokens * dim; i++) {
+		size_t d = i % dim;
+		float scale = d % 16 == 5 ? 12.0f : 1.0f;
+		x[i] = bench_uniform(&seed) * scale + (float)(d % 7) * 0.25f;
+	}
+}
+
+#endif
