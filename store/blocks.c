@@ -1,0 +1,357 @@
+/*
+ * blocks.c - the block directory and the movement policy.
+ *
+ * Each stored block has one record: the tiers holding a copy and whether
+ * the host copy is newer than the disk one. New blocks go to the host tier;
+ * when it is full, the least recently used host blocks are written to disk
+ * (if not there already) and dropped from the host (demotion). A read of a
+ * block that is only on disk copies it back to the host when it fits
+ * (promotion). With a disk tier, flush writes every dirty host block there,
+ * so the disk holds every acknowledged block after kvt_store_flush.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_internal.h"
+
+#define MAX_DEMOTIONS_PER_PUT 4096
+
+static struct kvt_hkey hkey(const struct kvt_block_key *k)
+{
+	return (struct kvt_hkey){k->cache_id, (uint64_t)k->layer << 32 | k->block};
+}
+
+static struct block_rec *rec_find(struct kvt_store *st,
+				  const struct kvt_block_key *k, uint32_t *idx)
+{
+	uint32_t i;
+	if (kvt_hmap_get(&st->dir, hkey(k), &i))
+		return NULL;
+	if (idx)
+		*idx = i;
+	return &st->blocks[i];
+}
+
+static int rec_new(struct kvt_store *st, const struct kvt_block_key *k,
+		   uint32_t *out)
+{
+	uint32_t i;
+	if (st->n_free_recs) {
+		i = st->free_recs[--st->n_free_recs];
+	} else {
+		if (st->n_recs == st->cap_recs) {
+			size_t cap = st->cap_recs ? st->cap_recs * 2 : 1024;
+			struct block_rec *b = realloc(st->blocks, cap * sizeof *b);
+			if (b)
+				st->blocks = b;
+			uint32_t *f = realloc(st->free_recs, cap * sizeof *f);
+			if (f)
+				st->free_recs = f;
+			if (!b || !f)
+				return -ENOMEM;
+			st->cap_recs = cap;
+		}
+		i = (uint32_t)st->n_recs++;
+	}
+	int rc = kvt_hmap_put(&st->dir, hkey(k), i);
+	if (rc) {
+		st->free_recs[st->n_free_recs++] = i;
+		return rc;
+	}
+	st->blocks[i] = (struct block_rec){.key = *k, .used = 1,
+					   .lru_prev = KVT_NIL,
+					   .lru_next = KVT_NIL};
+	*out = i;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- accounting */
+
+static void account(struct kvt_store *st, const struct block_rec *r, int sign)
+{
+	struct cache_rec *c = kvt_store_find_id_locked(st, r->key.cache_id);
+	uint64_t raw = r->meta.raw_len, len = r->meta.len;
+	if (sign > 0) {
+		st->raw_bytes += raw, st->stored_bytes += len;
+		if (c)
+			c->n_blocks++, c->raw_bytes += raw, c->stored_bytes += len;
+	} else {
+		st->raw_bytes -= raw, st->stored_bytes -= len;
+		if (c)
+			c->n_blocks--, c->raw_bytes -= raw, c->stored_bytes -= len;
+	}
+}
+
+/* ---------------------------------------------------------------- LRU */
+
+static void lru_unlink(struct kvt_store *st, uint32_t i)
+{
+	struct block_rec *r = &st->blocks[i];
+	if (r->lru_prev != KVT_NIL)
+		st->blocks[r->lru_prev].lru_next = r->lru_next;
+	else if (st->lru_head == i)
+		st->lru_head = r->lru_next;
+	if (r->lru_next != KVT_NIL)
+		st->blocks[r->lru_next].lru_prev = r->lru_prev;
+	else if (st->lru_tail == i)
+		st->lru_tail = r->lru_prev;
+	r->lru_prev = r->lru_next = KVT_NIL;
+}
+
+static void lru_push(struct kvt_store *st, uint32_t i)
+{
+	struct block_rec *r = &st->blocks[i];
+	r->lru_prev = KVT_NIL;
+	r->lru_next = st->lru_head;
+	if (st->lru_head != KVT_NIL)
+		st->blocks[st->lru_head].lru_prev = i;
+	st->lru_head = i;
+	if (st->lru_tail == KVT_NIL)
+		st->lru_tail = i;
+}
+
+static void lru_touch(struct kvt_store *st, uint32_t i)
+{
+	if (st->lru_head == i)
+		return;
+	lru_unlink(st, i);
+	lru_push(st, i);
+}
+
+/* ---------------------------------------------------------------- movement */
+
+/* Copies the host version of record i to disk. */
+static int write_back(struct kvt_store *st, uint32_t i, void *buf, size_t cap)
+{
+	struct block_rec *r = &st->blocks[i];
+	struct kvt_tier *h = st->tier[KVT_TIER_HOST], *d = st->tier[KVT_TIER_DISK];
+	int rc = h->ops->get(h, &r->key, buf, cap, NULL);
+	if (rc == 0)
+		rc = d->ops->put(d, &r->key, buf, &r->meta);
+	if (rc == 0) {
+		r->where |= BLOCK_ON_DISK;
+		r->dirty = 0;
+	}
+	return rc;
+}
+
+/* Moves the least recently used host block to disk. KVT_ENOSPACE when
+ * there is nothing to demote or nowhere to put it. */
+static int demote_one(struct kvt_store *st)
+{
+	uint32_t i = st->lru_tail;
+	struct kvt_tier *h = st->tier[KVT_TIER_HOST];
+	if (i == KVT_NIL || !st->tier[KVT_TIER_DISK])
+		return KVT_ENOSPACE;
+	struct block_rec *r = &st->blocks[i];
+	if (r->dirty || !(r->where & BLOCK_ON_DISK)) {
+		void *buf = malloc(r->meta.len ? r->meta.len : 1);
+		if (!buf)
+			return -ENOMEM;
+		int rc = write_back(st, i, buf, r->meta.len);
+		free(buf);
+		if (rc)
+			return rc;
+	}
+	h->ops->del(h, &r->key);
+	r->where &= (uint8_t)~BLOCK_IN_HOST;
+	lru_unlink(st, i);
+	st->demotions++;
+	return 0;
+}
+
+static int put_host(struct kvt_store *st, const struct kvt_block_key *key,
+		    const void *data, const struct kvt_block_meta *meta)
+{
+	struct kvt_tier *h = st->tier[KVT_TIER_HOST];
+	int rc = h->ops->put(h, key, data, meta);
+	for (int n = 0; rc == KVT_ENOSPACE && n < MAX_DEMOTIONS_PER_PUT; n++) {
+		if (demote_one(st))
+			return KVT_ENOSPACE;
+		rc = h->ops->put(h, key, data, meta);
+	}
+	return rc;
+}
+
+int kvt_block_put_locked(struct kvt_store *st, const struct kvt_block_key *key,
+			 const void *data, const struct kvt_block_meta *meta)
+{
+	uint32_t i;
+	struct block_rec *r = rec_find(st, key, &i);
+	int fresh = !r, rc;
+	if (fresh && (rc = rec_new(st, key, &i)))
+		return rc;
+	r = &st->blocks[i];
+	/* The record is unlinked while demotions run so it is never chosen. */
+	if (r->where & BLOCK_IN_HOST)
+		lru_unlink(st, i);
+	rc = put_host(st, key, data, meta);
+	r = &st->blocks[i];
+	if (rc == KVT_ENOSPACE && st->tier[KVT_TIER_DISK]) {
+		struct kvt_tier *d = st->tier[KVT_TIER_DISK];
+		rc = d->ops->put(d, key, data, meta);
+		if (rc == 0 && (r->where & BLOCK_IN_HOST)) {
+			st->tier[KVT_TIER_HOST]->ops->del(st->tier[KVT_TIER_HOST], key);
+			r->where &= (uint8_t)~BLOCK_IN_HOST;
+		}
+		if (rc == 0) {
+			if (!fresh)
+				account(st, r, -1);
+			r->meta = *meta;
+			r->where |= BLOCK_ON_DISK;
+			r->dirty = 0;
+			account(st, r, +1);
+			return 0;
+		}
+	}
+	if (rc) {
+		if (fresh) {
+			kvt_hmap_del(&st->dir, hkey(key));
+			r->used = 0;
+			st->free_recs[st->n_free_recs++] = i;
+		} else if (r->where & BLOCK_IN_HOST) {
+			lru_push(st, i);
+		}
+		return rc;
+	}
+	if (!fresh)
+		account(st, r, -1);
+	r->meta = *meta;
+	r->where |= BLOCK_IN_HOST;
+	r->dirty = st->tier[KVT_TIER_DISK] != NULL;
+	lru_push(st, i);
+	account(st, r, +1);
+	return 0;
+}
+
+static void promote(struct kvt_store *st, uint32_t i, const void *data)
+{
+	struct block_rec *r = &st->blocks[i];
+	struct kvt_tier *h = st->tier[KVT_TIER_HOST];
+	if (!h || h->ops->put(h, &r->key, data, &r->meta))
+		return; /* no room: the block stays on disk only */
+	r->where |= BLOCK_IN_HOST;
+	r->dirty = 0;
+	lru_push(st, i);
+	st->promotions++;
+}
+
+int kvt_block_get_locked(struct kvt_store *st, const struct kvt_block_key *key,
+			 void *dst, size_t cap, struct kvt_block_meta *meta)
+{
+	uint32_t i;
+	struct block_rec *r = rec_find(st, key, &i);
+	if (!r)
+		return KVT_ENOTFOUND;
+	if (r->where & BLOCK_IN_HOST) {
+		struct kvt_tier *h = st->tier[KVT_TIER_HOST];
+		int rc = h->ops->get(h, key, dst, cap, meta);
+		if (rc == 0)
+			lru_touch(st, i);
+		return rc;
+	}
+	struct kvt_tier *d = st->tier[KVT_TIER_DISK];
+	if (!d || !(r->where & BLOCK_ON_DISK))
+		return KVT_ECORRUPT;
+	int rc = d->ops->get(d, key, dst, cap, meta);
+	if (rc == 0)
+		promote(st, i, dst);
+	return rc;
+}
+
+int kvt_block_stat_locked(struct kvt_store *st, const struct kvt_block_key *key,
+			  struct kvt_block_meta *meta)
+{
+	struct block_rec *r = rec_find(st, key, NULL);
+	if (!r)
+		return KVT_ENOTFOUND;
+	*meta = r->meta;
+	return 0;
+}
+
+int kvt_block_del_locked(struct kvt_store *st, const struct kvt_block_key *key)
+{
+	uint32_t i;
+	struct block_rec *r = rec_find(st, key, &i);
+	if (!r)
+		return KVT_ENOTFOUND;
+	for (int t = 0; t < KVT_TIER_COUNT; t++)
+		if ((r->where & (1u << t)) && st->tier[t])
+			st->tier[t]->ops->del(st->tier[t], key);
+	if (r->where & BLOCK_IN_HOST)
+		lru_unlink(st, i);
+	account(st, r, -1);
+	kvt_hmap_del(&st->dir, hkey(key));
+	r->used = 0;
+	st->free_recs[st->n_free_recs++] = i;
+	return 0;
+}
+
+int kvt_block_adopt_locked(struct kvt_store *st, const struct kvt_block_key *key,
+			   const struct kvt_block_meta *meta, unsigned where)
+{
+	uint32_t i;
+	int rc = rec_new(st, key, &i);
+	if (rc)
+		return rc;
+	st->blocks[i].meta = *meta;
+	st->blocks[i].where = (uint8_t)where;
+	account(st, &st->blocks[i], +1);
+	return 0;
+}
+
+int kvt_blocks_flush_locked(struct kvt_store *st)
+{
+	if (!st->tier[KVT_TIER_DISK])
+		return 0;
+	void *buf = NULL;
+	size_t cap = 0;
+	int rc = 0;
+	for (size_t i = 0; i < st->n_recs && rc == 0; i++) {
+		struct block_rec *r = &st->blocks[i];
+		if (!r->used || !r->dirty || !(r->where & BLOCK_IN_HOST))
+			continue;
+		if (cap < r->meta.len) {
+			void *nb = realloc(buf, r->meta.len);
+			if (!nb) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = nb;
+			cap = r->meta.len;
+		}
+		rc = write_back(st, (uint32_t)i, buf, cap);
+	}
+	free(buf);
+	return rc;
+}
+
+int kvt_block_locate_locked(struct kvt_store *st,
+			    const struct kvt_block_key *key,
+			    struct kvt_block_loc *loc,
+			    struct kvt_block_meta *meta)
+{
+	uint32_t i;
+	struct block_rec *r = rec_find(st, key, &i);
+	if (!r)
+		return KVT_ENOTFOUND;
+	struct kvt_tier *h = st->tier[KVT_TIER_HOST];
+	if (!(r->where & BLOCK_IN_HOST) || !h->ops->locate)
+		return -ENOTSUP;
+	int rc = h->ops->locate(h, key, loc);
+	if (rc == 0) {
+		*meta = r->meta;
+		lru_touch(st, i);
+	}
+	return rc;
+}
+
+void kvt_blocks_free(struct kvt_store *st)
+{
+	kvt_hmap_free(&st->dir);
+	free(st->blocks);
+	free(st->free_recs);
+	st->blocks = NULL;
+	st->free_recs = NULL;
+}

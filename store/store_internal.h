@@ -1,0 +1,144 @@
+/*
+ * store_internal.h - the store's state, shared by its files.
+ *
+ * store.c    open/close/flush/stats/list, the catalog and restart
+ * blocks.c   the block directory: which tier holds a block, host LRU,
+ *            demotion to disk and promotion back
+ * cache.c    caches: create/open/drop, append (tail block, recent window,
+ *            cold re-encoding), read
+ *
+ * Locking: one mutex per store; functions named *_locked expect it held.
+ */
+#ifndef KVTIER_STORE_INTERNAL_H
+#define KVTIER_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "hmap.h"
+#include "kvtier/kvtier.h"
+#include "tier.h"
+
+#define KVT_NIL UINT32_MAX
+
+enum {
+	BLOCK_IN_HOST = 1u << KVT_TIER_HOST,
+	BLOCK_ON_DISK = 1u << KVT_TIER_DISK,
+};
+
+struct block_rec {
+	struct kvt_block_key key;
+	struct kvt_block_meta meta;
+	uint8_t where;  /* BLOCK_* bits */
+	uint8_t dirty;  /* the host copy is newer than the disk (or none) */
+	uint8_t used;
+	uint32_t lru_prev, lru_next; /* host LRU, most recent at head */
+};
+
+struct layer_state {
+	uint64_t n_tokens;
+	uint64_t n_cold;      /* leading blocks stored with the cold codec */
+	uint8_t *tail;        /* raw block holding the partial last block */
+	uint32_t tail_tokens; /* valid tokens in tail (< block_tokens) */
+};
+
+struct cache_rec {
+	char name[KVT_NAME_MAX + 1];
+	uint64_t id;
+	struct kvt_cache_config cfg;
+	struct layer_state *layers;
+	uint64_t n_blocks, raw_bytes, stored_bytes;
+	int handles;
+	int dropped; /* removed from the store, freed with the last handle */
+	struct cache_rec *next;
+};
+
+struct kvt_store {
+	pthread_mutex_t lock;
+	struct kvt_store_config cfg;
+	char *data_dir;
+	struct kvt_tier *tier[KVT_TIER_COUNT]; /* NULL when absent */
+	struct cache_rec *caches;
+	uint64_t next_id;
+	/* block directory */
+	struct block_rec *blocks;
+	size_t n_recs, cap_recs;
+	uint32_t *free_recs;
+	size_t n_free_recs;
+	struct kvt_hmap dir;
+	uint32_t lru_head, lru_tail;
+	uint64_t raw_bytes, stored_bytes;
+	uint64_t demotions, promotions;
+};
+
+struct kvt_cache {
+	struct kvt_store *st;
+	struct cache_rec *rec;
+};
+
+/* ---- blocks.c */
+
+/* Stores a block (replacing any previous version) on the fastest tier
+ * with room, demoting least recently used host blocks to disk if needed.
+ * Errors: KVT_ENOSPACE when no tier can take it, -errno. */
+int kvt_block_put_locked(struct kvt_store *st, const struct kvt_block_key *key,
+			 const void *data, const struct kvt_block_meta *meta);
+
+/* Reads a block (cap bytes at dst) and its meta; promotes disk blocks to
+ * the host tier when there is room. KVT_ENOTFOUND, KVT_ECORRUPT, -ENOBUFS. */
+int kvt_block_get_locked(struct kvt_store *st, const struct kvt_block_key *key,
+			 void *dst, size_t cap, struct kvt_block_meta *meta);
+
+/* Meta of a stored block, or KVT_ENOTFOUND. */
+int kvt_block_stat_locked(struct kvt_store *st, const struct kvt_block_key *key,
+			  struct kvt_block_meta *meta);
+
+/* Removes a block from every tier. KVT_ENOTFOUND when absent. */
+int kvt_block_del_locked(struct kvt_store *st, const struct kvt_block_key *key);
+
+/* Registers a block found on a persistent tier at open. */
+int kvt_block_adopt_locked(struct kvt_store *st, const struct kvt_block_key *key,
+			   const struct kvt_block_meta *meta, unsigned where);
+
+/* Writes every dirty host block to the disk tier (no-op without one). */
+int kvt_blocks_flush_locked(struct kvt_store *st);
+
+/* Releases the directory. */
+void kvt_blocks_free(struct kvt_store *st);
+
+/* Where a host-resident block's bytes live (for zero-copy sharing).
+ * -ENOTSUP when the block is not on an addressable tier. */
+int kvt_block_locate_locked(struct kvt_store *st,
+			    const struct kvt_block_key *key,
+			    struct kvt_block_loc *loc,
+			    struct kvt_block_meta *meta);
+
+/* ---- store.c */
+
+struct cache_rec *kvt_store_find_locked(struct kvt_store *st, const char *name);
+struct cache_rec *kvt_store_find_id_locked(struct kvt_store *st, uint64_t id);
+
+/* Persists a cache's description (no-op without a disk tier). */
+int kvt_catalog_put_locked(struct kvt_store *st, const struct cache_rec *c);
+int kvt_catalog_del_locked(struct kvt_store *st, const char *name);
+
+/* ---- cache.c */
+
+/* Allocates the per-layer state of a cache record. -ENOMEM. */
+int kvt_cache_rec_init(struct cache_rec *c);
+void kvt_cache_rec_free(struct cache_rec *c);
+
+/* Writes the partial tail blocks of c to the store (for durability). */
+int kvt_cache_flush_tails_locked(struct kvt_store *st, struct cache_rec *c);
+
+/* Rebuilds token counts and tails of c from its stored blocks (restart). */
+int kvt_cache_recover_locked(struct kvt_store *st, struct cache_rec *c);
+
+/* Checks a cache configuration (shape, codec against the block shape). */
+int kvt_cache_config_check(const struct kvt_cache_config *cfg);
+
+/* The cold codec's parameters as applied to one block. */
+void kvt_cache_block_codec(const struct kvt_cache_config *cfg,
+			   struct kvt_codec_params *p);
+
+#endif
