@@ -10,9 +10,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "checksum.h"
 #include "kvtier/client.h"
+#include "loc_cache.h"
 #include "wire.h"
+
+/* The block checksum of kvtier (XXH3-64, as kvt_checksum), inlined here so
+ * the compiler may use the build's vector ISA: the shared library of the
+ * distribution is built for baseline x86-64 and hashes about 3x slower,
+ * and every shared read is verified. */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #define READ_RETRIES 4
 
@@ -45,6 +52,7 @@ struct kvt_client_cache {
 	struct kvt_client_cache *next;
 	uint32_t handle;
 	struct kvt_shape shape;
+	struct kvt_loc_cache locs; /* full shared blocks seen before */
 };
 
 int kvt_client_default_socket(char *buf, size_t cap)
@@ -171,6 +179,7 @@ void kvt_client_close(struct kvt_client *cl)
 	while (cl->caches) {
 		struct kvt_client_cache *c = cl->caches;
 		cl->caches = c->next;
+		kvt_loc_cache_free(&c->locs);
 		free(c);
 	}
 	for (size_t i = 0; i < cl->n_regions; i++) {
@@ -266,6 +275,7 @@ void kvt_client_cache_close(struct kvt_client_cache *cache)
 			break;
 		}
 	}
+	kvt_loc_cache_free(&cache->locs);
 	free(cache);
 	pthread_mutex_unlock(&cl->lock);
 }
@@ -569,7 +579,49 @@ int kvt_client_cache_read(struct kvt_client_cache *cache, uint32_t layer,
 	return rc;
 }
 
-/* One attempt; -EAGAIN when a shared block changed under the copy. */
+/* Copies a shared block from its mapping; -EAGAIN when the bytes do not
+ * match the checksum taken when the daemon located it (the block moved or
+ * its slot was reused while we copied: the daemon never stops for us). */
+static int copy_checked(void *dst, const uint8_t *src, size_t len,
+			uint64_t checksum)
+{
+	memcpy(dst, src, len);
+	return XXH3_64bits(dst, len) == checksum ? 0 : -EAGAIN;
+}
+
+/* Reads a block at a location remembered from an earlier read, if any:
+ * 0 when done, -ENOENT when the daemon must be asked. */
+static int read_block_known(struct kvt_client_cache *c, uint32_t layer,
+			    uint64_t block, void *dst, size_t len,
+			    uint32_t *n_tokens)
+{
+	uint64_t key = kvt_loc_key(layer, block);
+	const struct kvt_loc_entry *e = kvt_loc_cache_get(&c->locs, key);
+	struct region *r = e ? region_find(c->cl, e->region) : NULL;
+	if (!r || e->len != len || e->offset + len > r->len ||
+	    copy_checked(dst, r->map + e->offset, len, e->checksum)) {
+		if (e)
+			kvt_loc_cache_forget(&c->locs, key);
+		return -ENOENT;
+	}
+	if (n_tokens)
+		*n_tokens = e->n_tokens;
+	return 0;
+}
+
+/* Remembers a full shared block's location (a partial one still grows). */
+static void remember(struct kvt_client_cache *c, uint32_t layer, uint64_t block,
+		     const struct kvt_msg_loc_rep *loc)
+{
+	if (loc->kind != KVT_REGION_ARENA || loc->n_tokens != c->shape.block_tokens)
+		return;
+	struct kvt_loc_entry e = {.offset = loc->offset, .checksum = loc->checksum,
+				  .region = loc->region, .len = loc->len,
+				  .n_tokens = loc->n_tokens};
+	kvt_loc_cache_put(&c->locs, kvt_loc_key(layer, block), &e);
+}
+
+/* One request; -EAGAIN when a shared block changed under the copy. */
 static int read_block_once(struct kvt_client_cache *c, uint32_t layer,
 			   uint64_t block, void *dst, size_t len,
 			   uint32_t *n_tokens)
@@ -585,11 +637,13 @@ static int read_block_once(struct kvt_client_cache *c, uint32_t layer,
 		return rc;
 	if (loc.len != len || loc.codec != KVT_CODEC_RAW)
 		return KVT_EPROTO;
-	memcpy(dst, src, len);
-	/* The daemon may replace a shared block at any time; the copy counts
-	 * only if it matches the checksum taken when it was located. */
-	if (loc.kind == KVT_REGION_ARENA && kvt_checksum(dst, len) != loc.checksum)
-		return -EAGAIN;
+	if (loc.kind == KVT_REGION_ARENA) {
+		if ((rc = copy_checked(dst, src, len, loc.checksum)))
+			return rc;
+		remember(c, layer, block, &loc);
+	} else {
+		memcpy(dst, src, len);
+	}
 	if (n_tokens)
 		*n_tokens = loc.n_tokens;
 	return 0;
@@ -606,7 +660,9 @@ int kvt_client_cache_read_block(struct kvt_client_cache *cache, uint32_t layer,
 		return -ENOBUFS;
 	struct kvt_client *cl = cache->cl;
 	pthread_mutex_lock(&cl->lock);
-	int rc = -EAGAIN;
+	int rc = read_block_known(cache, layer, block, dst, len, n_tokens);
+	if (rc == -ENOENT)
+		rc = -EAGAIN;
 	for (int i = 0; i < READ_RETRIES && rc == -EAGAIN; i++)
 		rc = read_block_once(cache, layer, block, dst, len, n_tokens);
 	pthread_mutex_unlock(&cl->lock);

@@ -356,3 +356,24 @@ int kvt_store_stats(struct kvt_store *s, struct kvt_stats *out)
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
+
+/* Test hook: moves a block to a fresh arena slot and scribbles over the
+ * old one, as a store does when it evicts a block and reuses its slot. */
+int fake_store_move_block(struct kvt_store *s, const char *name,
+			  uint32_t layer, uint64_t block)
+{
+	pthread_mutex_lock(&s->lock);
+	struct entry *e = find(s, name);
+	size_t len = e ? kvt_block_bytes(&e->cfg.shape) : 0;
+	int rc = !e || !e->blocks[layer][block] ? KVT_ENOTFOUND
+		 : s->used + len > ARENA_BYTES ? KVT_ENOSPACE : 0;
+	if (!rc) {
+		uint64_t old = e->blocks[layer][block] - 1;
+		memcpy(s->arena + s->used, s->arena + old, len);
+		e->blocks[layer][block] = s->used + 1;
+		s->used += len;
+		memset(s->arena + old, 0xa5, len);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}

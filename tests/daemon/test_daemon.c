@@ -16,6 +16,10 @@ static const struct kvt_shape shape = {4, 2, 64, 16, KVT_DTYPE_F16};
 
 static struct test_daemon d;
 
+/* fake_store.c */
+int fake_store_move_block(struct kvt_store *s, const char *name,
+			  uint32_t layer, uint64_t block);
+
 static void start(void)
 {
 	struct kvt_server_config cfg;
@@ -272,4 +276,23 @@ Test(daemon, stale_socket_is_replaced_live_one_is_an_error)
 	fclose(f);
 	cr_assert_eq(kvt_server_create(d.store, &cfg, &srv), -EEXIST);
 	unlink(path);
+}
+
+Test(daemon, moved_blocks_are_never_read_from_their_old_place)
+{
+	cr_assert_eq(write_doc("moving"), 0);
+	struct kvt_client *cl;
+	struct kvt_client_cache *c;
+	cr_assert_eq(kvt_client_connect(d.path, &cl), 0);
+	cr_assert_eq(kvt_client_cache_open(cl, "moving", &c), 0);
+	for (uint64_t b = 0; b < 6; b++)
+		cr_assert_eq(check_block(c, 1, b), 0); /* locations remembered */
+	for (uint64_t b = 0; b < 6; b += 2)
+		cr_assert_eq(fake_store_move_block(d.store, "moving", 1, b), 0);
+	for (int pass = 0; pass < 2; pass++)
+		for (uint64_t b = 0; b < 6; b++)
+			cr_assert_eq(check_block(c, 1, b), 0, "block %llu",
+				     (unsigned long long)b);
+	kvt_client_cache_close(c);
+	kvt_client_close(cl);
 }
