@@ -296,3 +296,42 @@ Test(daemon, moved_blocks_are_never_read_from_their_old_place)
 	kvt_client_cache_close(c);
 	kvt_client_close(cl);
 }
+
+/* Child: becomes uid/gid 65534 and reports the connect result. */
+static int connect_as_nobody(const char *path)
+{
+	if (setgid(65534) || setuid(65534))
+		return 99;
+	struct kvt_client *cl;
+	int rc = kvt_client_connect(path, &cl);
+	kvt_client_close(rc ? NULL : cl);
+	return rc == -EACCES ? 1 : rc == 0 ? 0 : 2;
+}
+
+Test(daemon, peers_of_another_uid_are_refused_unless_allowed)
+{
+	if (getuid() != 0)
+		cr_skip_test("needs root to connect as another uid");
+	struct kvt_server_config cfg;
+	struct kvt_server *srv;
+	pthread_t th;
+	char path[108];
+	snprintf(path, sizeof path, "/tmp/kvt-peercred-%d.sock", (int)getpid());
+	unlink(path);
+	for (int allow = 0; allow < 2; allow++) {
+		struct test_daemon pd = {.store = d.store};
+		kvt_server_config_init(&cfg);
+		cfg.socket_path = path;
+		if (allow)
+			cfg.allow_uids[cfg.n_allow_uids++] = 65534;
+		cr_assert_eq(kvt_server_create(d.store, &cfg, &srv), 0);
+		pd.srv = srv;
+		/* Open the file mode so only SO_PEERCRED stands in the way. */
+		cr_assert_eq(chmod(path, 0666), 0);
+		cr_assert_eq(pthread_create(&th, NULL, test_daemon_main, &pd), 0);
+		cr_assert_eq(exit_code(spawn(connect_as_nobody, path)), allow ? 0 : 1);
+		kvt_server_stop(srv);
+		pthread_join(th, NULL);
+		kvt_server_destroy(srv);
+	}
+}
