@@ -162,3 +162,61 @@ Test(kvtierd, detaches_once_the_socket_is_ready)
 		usleep(1000);
 	cr_assert_eq(access(sock, F_OK), -1);
 }
+
+/* Runs `kvtier ARGS... --socket sock`; stdout into out (cap bytes).
+ * Returns the exit status. */
+static int run_cli(char *out, size_t cap, const char *a1, const char *a2)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 1);
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 2);
+		execl(KVTIER_CLI_PATH, KVTIER_CLI_PATH, a1, "--socket", sock, a2,
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	size_t n = 0;
+	ssize_t r;
+	while (n + 1 < cap && (r = read(p[0], out + n, cap - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = 0;
+	close(p[0]);
+	return wait_exit(pid);
+}
+
+Test(kvtierd, cli_commands_talk_to_the_daemon)
+{
+	pid_t pid = start(NULL, 0);
+	struct kvt_client *cl = connect_retry();
+	struct kvt_cache_config cfg;
+	struct kvt_client_cache *c;
+	memset(&cfg, 0, sizeof cfg); /* raw codec; no store library linked here */
+	cfg.shape = (struct kvt_shape){3, 2, 32, 16, KVT_DTYPE_F16};
+	cfg.recent_tokens = 128;
+	cr_assert_eq(kvt_client_cache_create(cl, "novel-42", &cfg, &c), 0);
+	uint16_t k[2 * 20 * 32] = {0}, v[2 * 20 * 32] = {0};
+	cr_assert_eq(kvt_client_cache_append(c, 0, 20, k, v), 0);
+	kvt_client_cache_close(c);
+
+	char out[4096];
+	cr_assert_eq(run_cli(out, sizeof out, "ls", NULL), 0);
+	cr_assert(strstr(out, "novel-42"), "ls printed: %s", out);
+	cr_assert_eq(run_cli(out, sizeof out, "info", "novel-42"), 0);
+	cr_assert(strstr(out, "3 layers, 2 kv heads, head dim 32"), "info: %s", out);
+	cr_assert(strstr(out, "tokens        20"), "info: %s", out);
+	cr_assert_eq(run_cli(out, sizeof out, "stats", NULL), 0);
+	cr_assert(strstr(out, "caches      1"), "stats: %s", out);
+	cr_assert_eq(run_cli(out, sizeof out, "drop", "novel-42"), 0);
+	cr_assert_eq(run_cli(out, sizeof out, "info", "novel-42"), 1);
+	cr_assert_eq(run_cli(out, sizeof out, "drop", "novel-42"), 1);
+	cr_assert_eq(run_cli(out, sizeof out, "ls", "extra-operand"), 2);
+	kvt_client_close(cl);
+	kill(pid, SIGTERM);
+	cr_assert_eq(wait_exit(pid), 0);
+	/* No daemon: a clear failure, not a hang. */
+	cr_assert_eq(run_cli(out, sizeof out, "ls", NULL), 1);
+}
