@@ -53,6 +53,7 @@ struct kvt_client_cache {
 	uint32_t handle;
 	struct kvt_shape shape;
 	struct kvt_loc_cache locs; /* full shared blocks seen before */
+	int locate_useful;         /* the last LOCATE found shared blocks */
 };
 
 int kvt_client_default_socket(char *buf, size_t cap)
@@ -218,6 +219,7 @@ static int adopt(struct kvt_client *cl, struct kvt_client_cache **out)
 	c->cl = cl;
 	c->handle = rep.handle;
 	c->shape = rep.info.config.shape;
+	c->locate_useful = 1;
 	c->next = cl->caches;
 	cl->caches = c;
 	*out = c;
@@ -621,6 +623,49 @@ static void remember(struct kvt_client_cache *c, uint32_t layer, uint64_t block,
 	kvt_loc_cache_put(&c->locs, kvt_loc_key(layer, block), &e);
 }
 
+#define LOCATE_AHEAD 64 /* blocks per LOCATE request, aligned windows so
+			   * random reads do not locate a block twice */
+
+/* Asks where the window of LOCATE_AHEAD blocks around block lives and
+ * remembers the shared ones, so the reads that follow need no round trip. */
+static int locate_ahead(struct kvt_client_cache *c, uint32_t layer,
+			uint64_t block)
+{
+	block -= block % LOCATE_AHEAD;
+	struct kvt_client *cl = c->cl;
+	struct kvt_msg_read_req req = {c->handle, layer, block, LOCATE_AHEAD};
+	int fd = -1, shared = 0;
+	begin(cl);
+	kvt_enc_read_req(&cl->out, &req);
+	int rc = rpc(cl, KVT_OP_LOCATE, -1, &fd);
+	struct kvt_msg_locate_rep *rep = rc ? NULL : malloc(sizeof *rep);
+	if (!rc && !rep)
+		rc = -ENOMEM;
+	if (!rc)
+		rc = kvt_dec_locate_rep(cl->in.data, cl->in.len, rep);
+	for (uint32_t i = 0; !rc && i < rep->n; i++) {
+		const struct kvt_msg_loc_rep *loc = &rep->locs[i];
+		const uint8_t *src;
+		if (loc->kind != KVT_REGION_ARENA)
+			continue;
+		shared++;
+		if (kvt_loc_cache_get(&c->locs, kvt_loc_key(layer, block + i)) &&
+		    region_find(cl, loc->region))
+			continue; /* known already (and checked when read) */
+		/* The descriptor belongs to the one region new to us. */
+		int efd = fd >= 0 && !region_find(cl, loc->region) ? fd : -1;
+		rc = region_bytes(cl, loc, efd, &src);
+		if (efd >= 0)
+			fd = -1;
+		remember(c, layer, block + i, loc);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(rep);
+	c->locate_useful = shared > 0;
+	return rc;
+}
+
 /* One request; -EAGAIN when a shared block changed under the copy. */
 static int read_block_once(struct kvt_client_cache *c, uint32_t layer,
 			   uint64_t block, void *dst, size_t len,
@@ -641,6 +686,7 @@ static int read_block_once(struct kvt_client_cache *c, uint32_t layer,
 		if ((rc = copy_checked(dst, src, len, loc.checksum)))
 			return rc;
 		remember(c, layer, block, &loc);
+		c->locate_useful = 1;
 	} else {
 		memcpy(dst, src, len);
 	}
@@ -661,6 +707,8 @@ int kvt_client_cache_read_block(struct kvt_client_cache *cache, uint32_t layer,
 	struct kvt_client *cl = cache->cl;
 	pthread_mutex_lock(&cl->lock);
 	int rc = read_block_known(cache, layer, block, dst, len, n_tokens);
+	if (rc == -ENOENT && cache->locate_useful && !locate_ahead(cache, layer, block))
+		rc = read_block_known(cache, layer, block, dst, len, n_tokens);
 	if (rc == -ENOENT)
 		rc = -EAGAIN;
 	for (int i = 0; i < READ_RETRIES && rc == -EAGAIN; i++)

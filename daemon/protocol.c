@@ -12,7 +12,7 @@ static const char *const op_names[] = {
 	[KVT_OP_DROP] = "drop",		[KVT_OP_LIST] = "list",
 	[KVT_OP_INFO] = "info",		[KVT_OP_APPEND] = "append",
 	[KVT_OP_READ] = "read",		[KVT_OP_READ_BLOCK] = "read_block",
-	[KVT_OP_STATS] = "stats",
+	[KVT_OP_STATS] = "stats",	[KVT_OP_LOCATE] = "locate",
 };
 
 int kvt_op_known(unsigned op)
@@ -546,19 +546,48 @@ int kvt_enc_loc_rep(struct kvt_wbuf *w, const struct kvt_msg_loc_rep *m)
 	return w->err;
 }
 
+static void get_loc(struct rbuf *r, struct kvt_msg_loc_rep *m, int kind_min)
+{
+	m->kind = get_u8(r);
+	m->codec = get_u8(r);
+	m->region = get_u32(r);
+	m->offset = get_u64(r);
+	m->len = get_u32(r);
+	m->n_tokens = get_u32(r);
+	m->checksum = get_u64(r);
+	check(r, m->kind >= kind_min && m->kind <= KVT_REGION_STAGING);
+	check(r, m->codec <= KVT_CODEC_ZIPCACHE);
+	check(r, m->offset <= UINT64_MAX - m->len);
+}
+
 int kvt_dec_loc_rep(const uint8_t *p, size_t len, struct kvt_msg_loc_rep *m)
 {
 	struct rbuf r = RBUF(p, len);
-	m->kind = get_u8(&r);
-	m->codec = get_u8(&r);
-	m->region = get_u32(&r);
-	m->offset = get_u64(&r);
-	m->len = get_u32(&r);
-	m->n_tokens = get_u32(&r);
-	m->checksum = get_u64(&r);
-	check(&r, m->kind == KVT_REGION_ARENA || m->kind == KVT_REGION_STAGING);
-	check(&r, m->codec <= KVT_CODEC_ZIPCACHE);
-	check(&r, m->offset <= UINT64_MAX - m->len);
+	get_loc(&r, m, KVT_REGION_ARENA);
+	return finish(&r);
+}
+
+int kvt_enc_locate_rep(struct kvt_wbuf *w, const struct kvt_msg_locate_rep *m)
+{
+	if (m->n > KVT_LOCATE_MAX) {
+		w->err = w->err ? w->err : KVT_ETOOBIG;
+		return w->err;
+	}
+	put_u32(w, m->n);
+	for (uint32_t i = 0; i < m->n; i++)
+		kvt_enc_loc_rep(w, &m->locs[i]);
+	return w->err;
+}
+
+int kvt_dec_locate_rep(const uint8_t *p, size_t len,
+		       struct kvt_msg_locate_rep *m)
+{
+	struct rbuf r = RBUF(p, len);
+	m->n = get_u32(&r);
+	if (!r.err && m->n > KVT_LOCATE_MAX)
+		r.err = KVT_ETOOBIG;
+	for (uint32_t i = 0; i < m->n && !r.err; i++)
+		get_loc(&r, &m->locs[i], 0);
 	return finish(&r);
 }
 

@@ -51,6 +51,7 @@ enum kvt_op {
 	KVT_OP_READ = 9,
 	KVT_OP_READ_BLOCK = 10,
 	KVT_OP_STATS = 11,
+	KVT_OP_LOCATE = 12,   /* where a run of blocks lives (no data moves) */
 	/* 32..47 reserved for retrieval (retrieve, pin), 48..63 for snapshots
 	 * (save, load); decoders reject them until they are defined. */
 	KVT_OP_ERROR = 127,
@@ -201,6 +202,20 @@ struct kvt_msg_loc_rep {
 	                       replaced while the client copied it */
 };
 
+/*
+ * LOCATE: the shared locations of blocks [first, first + n) of a layer
+ * (request: kvt_msg_read_req with n_tokens = n, 1..KVT_LOCATE_MAX). Each
+ * entry is a loc_rep of kind KVT_REGION_ARENA, or kind 0 when that block
+ * is not shared (or lives in a second arena new to the client: one reply
+ * carries at most one descriptor); the client reads those with READ_BLOCK.
+ */
+#define KVT_LOCATE_MAX 256
+
+struct kvt_msg_locate_rep {
+	uint32_t n;
+	struct kvt_msg_loc_rep locs[KVT_LOCATE_MAX];
+};
+
 struct kvt_msg_stats_rep {
 	struct kvt_stats stats;
 };
@@ -221,6 +236,7 @@ int kvt_enc_list_rep(struct kvt_wbuf *w, const struct kvt_msg_list_rep *m);
 int kvt_enc_append_req(struct kvt_wbuf *w, const struct kvt_msg_append_req *m);
 int kvt_enc_read_req(struct kvt_wbuf *w, const struct kvt_msg_read_req *m);
 int kvt_enc_loc_rep(struct kvt_wbuf *w, const struct kvt_msg_loc_rep *m);
+int kvt_enc_locate_rep(struct kvt_wbuf *w, const struct kvt_msg_locate_rep *m);
 int kvt_enc_stats_rep(struct kvt_wbuf *w, const struct kvt_msg_stats_rep *m);
 int kvt_enc_error(struct kvt_wbuf *w, const struct kvt_msg_error *m);
 
@@ -237,6 +253,8 @@ int kvt_dec_append_req(const uint8_t *p, size_t len,
 		       struct kvt_msg_append_req *m);
 int kvt_dec_read_req(const uint8_t *p, size_t len, struct kvt_msg_read_req *m);
 int kvt_dec_loc_rep(const uint8_t *p, size_t len, struct kvt_msg_loc_rep *m);
+int kvt_dec_locate_rep(const uint8_t *p, size_t len,
+		       struct kvt_msg_locate_rep *m);
 int kvt_dec_stats_rep(const uint8_t *p, size_t len, struct kvt_msg_stats_rep *m);
 int kvt_dec_error(const uint8_t *p, size_t len, struct kvt_msg_error *m);
 

@@ -362,6 +362,8 @@ static int arena_region(struct kvt_session *s, struct request *r, int fd,
 			return 0;
 		}
 	}
+	if (r->reply_fd >= 0)
+		return -ENOTSUP; /* one descriptor per reply: a later request */
 	struct arena_ref *a = realloc(st->arenas, (st->n_arenas + 1) * sizeof *a);
 	if (!a)
 		return -ENOMEM;
@@ -374,19 +376,21 @@ static int arena_region(struct kvt_session *s, struct request *r, int fd,
 	return 0;
 }
 
-/* Zero-copy path: only raw, full-size blocks in a memfd arena qualify. */
-static int reply_located(struct kvt_session *s, struct request *r,
-			 struct open_cache *oc, const struct kvt_msg_read_req *m)
+/* Zero-copy path: only raw, full-size blocks in a memfd arena qualify;
+ * -ENOTSUP for any other block. */
+static int locate_shared(struct kvt_session *s, struct request *r,
+			 struct open_cache *oc, uint32_t layer, uint64_t block,
+			 struct kvt_msg_loc_rep *loc)
 {
 	struct kvt_block_loc bl;
 	struct kvt_block_meta meta;
-	int rc = kvt_daemon_locate(oc->cache, m->layer, m->first, &bl, &meta);
+	int rc = kvt_daemon_locate(oc->cache, layer, block, &bl, &meta);
 	if (rc)
 		return rc;
 	if (bl.fd < 0 || meta.codec != KVT_CODEC_RAW ||
 	    bl.len != kvt_block_bytes(&oc->shape))
 		return -ENOTSUP;
-	struct kvt_msg_loc_rep loc = {
+	*loc = (struct kvt_msg_loc_rep){
 		.kind = KVT_REGION_ARENA,
 		.codec = KVT_CODEC_RAW,
 		.offset = bl.offset,
@@ -394,8 +398,28 @@ static int reply_located(struct kvt_session *s, struct request *r,
 		.n_tokens = meta.n_tokens,
 		.checksum = meta.checksum,
 	};
-	rc = arena_region(s, r, bl.fd, &loc.region);
-	return rc ? rc : kvt_enc_loc_rep(&s->st->out, &loc);
+	return arena_region(s, r, bl.fd, &loc->region);
+}
+
+static int do_locate(struct kvt_session *s, struct request *r)
+{
+	struct kvt_msg_read_req m;
+	struct open_cache *oc;
+	DECODE(s, kvt_dec_read_req(r->p, r->len, &m));
+	if (!m.n_tokens || m.n_tokens > KVT_LOCATE_MAX)
+		return malformed(s, KVT_EPROTO);
+	int rc = cache_of(s, m.handle, &oc);
+	if (rc)
+		return rc;
+	struct kvt_msg_locate_rep rep = {.n = m.n_tokens};
+	for (uint32_t i = 0; i < rep.n; i++) {
+		rc = locate_shared(s, r, oc, m.layer, m.first + i, &rep.locs[i]);
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc) /* not shared, not there (yet): kind 0 */
+			memset(&rep.locs[i], 0, sizeof rep.locs[i]);
+	}
+	return kvt_enc_locate_rep(&s->st->out, &rep);
 }
 
 static int do_read_block(struct kvt_session *s, struct request *r)
@@ -408,9 +432,13 @@ static int do_read_block(struct kvt_session *s, struct request *r)
 	int rc = cache_of(s, m.handle, &oc);
 	if (rc)
 		return rc;
-	rc = reply_located(s, r, oc, &m);
-	if (rc != -ENOTSUP)
+	struct kvt_msg_loc_rep loc;
+	rc = locate_shared(s, r, oc, m.layer, m.first, &loc);
+	if (!rc)
+		return kvt_enc_loc_rep(&s->st->out, &loc);
+	if (rc == -ENOMEM)
 		return rc;
+	/* Anything else: the store's own read has the authoritative answer. */
 	size_t len = kvt_block_bytes(&oc->shape);
 	if (len > s->srv->cfg.max_inflight)
 		return explain(s, KVT_ETOOBIG, "block larger than the staging area");
@@ -421,9 +449,9 @@ static int do_read_block(struct kvt_session *s, struct request *r)
 				  len, &n_tokens);
 	if (rc)
 		return rc;
-	struct kvt_msg_loc_rep loc = {.codec = KVT_CODEC_RAW,
-				      .len = (uint32_t)len,
-				      .n_tokens = n_tokens};
+	loc = (struct kvt_msg_loc_rep){.codec = KVT_CODEC_RAW,
+				       .len = (uint32_t)len,
+				       .n_tokens = n_tokens};
 	return reply_staged(s, r, &loc);
 }
 
@@ -446,6 +474,7 @@ static const struct command commands[] = {
 	[KVT_OP_READ] = {do_read, 0},
 	[KVT_OP_READ_BLOCK] = {do_read_block, 0},
 	[KVT_OP_STATS] = {do_stats, 0},
+	[KVT_OP_LOCATE] = {do_locate, 0},
 };
 
 static const struct command *command_of(const struct kvt_frame_header *h)

@@ -40,6 +40,15 @@ static void decode_all(const uint8_t *p, size_t len)
 	ROUND_TRIP(struct kvt_msg_read_req, kvt_dec_read_req, kvt_enc_read_req, );
 	ROUND_TRIP(struct kvt_msg_loc_rep, kvt_dec_loc_rep, kvt_enc_loc_rep, );
 	ROUND_TRIP(struct kvt_msg_stats_rep, kvt_dec_stats_rep, kvt_enc_stats_rep, );
+	static struct kvt_msg_locate_rep locate; /* 10 KiB: not on the stack */
+	if (kvt_dec_locate_rep(p, len, &locate) == 0) {
+		struct kvt_wbuf w;
+		kvt_wbuf_init(&w);
+		if (kvt_enc_locate_rep(&w, &locate) || w.len != len ||
+		    memcmp(w.data, p, len))
+			abort();
+		kvt_wbuf_free(&w);
+	}
 	ROUND_TRIP(struct kvt_msg_error, kvt_dec_error, kvt_enc_error, );
 }
 

@@ -343,3 +343,29 @@ Test(protocol, op_names)
 	cr_assert(kvt_op_known(KVT_OP_ERROR));
 	cr_assert(!kvt_op_known(0));
 }
+
+Test(protocol, locate_round_trip_and_bounds)
+{
+	static struct kvt_msg_locate_rep m, d;
+	m.n = 3;
+	m.locs[0] = (struct kvt_msg_loc_rep){KVT_REGION_ARENA, 0, 1, 4096, 8192, 16, 99};
+	memset(&m.locs[1], 0, sizeof m.locs[1]); /* not shared */
+	m.locs[2] = (struct kvt_msg_loc_rep){KVT_REGION_ARENA, 0, 2, 0, 8192, 16, 5};
+	cr_assert_eq(kvt_enc_locate_rep(&w, &m), 0);
+	cr_assert_eq(kvt_dec_locate_rep(w.data, w.len, &d), 0);
+	cr_assert_eq(d.n, 3);
+	cr_assert_eq(d.locs[0].offset, 4096);
+	cr_assert_eq(d.locs[1].kind, 0);
+	cr_assert_eq(d.locs[2].region, 2);
+	cr_assert_eq(d.locs[2].checksum, 5);
+	/* A single read's location may not be "not shared". */
+	struct kvt_msg_loc_rep l;
+	cr_assert_eq(kvt_dec_loc_rep(w.data + 4 + 32, 32, &l), KVT_EPROTO);
+	kvt_put_u32(w.data, KVT_LOCATE_MAX + 1);
+	cr_assert_eq(kvt_dec_locate_rep(w.data, w.len, &d), KVT_ETOOBIG);
+	kvt_put_u32(w.data, 4); /* more entries than the payload holds */
+	cr_assert_eq(kvt_dec_locate_rep(w.data, w.len, &d), KVT_EPROTO);
+	m.n = KVT_LOCATE_MAX + 1;
+	w.len = 0;
+	cr_assert_eq(kvt_enc_locate_rep(&w, &m), KVT_ETOOBIG);
+}
