@@ -116,6 +116,8 @@ int kvtd_options_set(struct kvtd_options *o, const char *key, const char *value)
 		rc = parse_u32(value, &sv->max_inline);
 	else if (!strcmp(k, "max_open_caches"))
 		rc = parse_u32(value, &sv->max_open_caches);
+	else if (!strcmp(k, "frame_timeout_ms"))
+		rc = parse_u32(value, &sv->frame_timeout_ms);
 	else if (!strcmp(k, "max_inflight"))
 		rc = kvtd_parse_bytes(value, &sv->max_inflight);
 	return rc;

@@ -5,7 +5,8 @@
  * key is also a flag (`--key value` or `--key=value`, '_' or '-' alike);
  * flags win over the file. Keys: socket, data_dir, host_bytes, gpu_bytes,
  * disk_bytes, zstd_level, log_level, allow_uid, allow_gid (repeatable),
- * max_clients, max_frame, max_inline, max_open_caches, max_inflight.
+ * max_clients, max_frame, max_inline, max_open_caches, max_inflight,
+ * frame_timeout_ms.
  * Byte sizes take a K, M, G or T suffix (powers of 1024).
  */
 #ifndef KVTIER_DAEMON_CONFIG_H

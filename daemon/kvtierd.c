@@ -32,6 +32,8 @@ static void usage(FILE *f)
 		"  --max-inflight N     shared-memory bytes per request (default 64M)\n"
 		"  --max-inline N       append bytes sent inline (default 256K)\n"
 		"  --max-frame N        request frame bound (default 16M)\n"
+		"  --frame-timeout-ms N a started frame must complete within N ms\n"
+		"                       (default 30000; 0: no limit)\n"
 		"  --foreground         stay in the foreground (default: detach once\n"
 		"                       the socket is ready)\n"
 		"  --log-level LEVEL    error, warn, info (default) or debug\n"

@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@ void kvt_server_config_init(struct kvt_server_config *cfg)
 	cfg->max_inline = 256u << 10;
 	cfg->max_open_caches = 64;
 	cfg->max_inflight = 64ull << 20;
+	cfg->frame_timeout_ms = 30000;
 	cfg->stop_fd = -1;
 }
 
@@ -217,6 +219,10 @@ static void accept_one(struct kvt_server *srv)
 		refuse(sock, -EUSERS, "too many clients");
 		return;
 	}
+	uint32_t ms = srv->cfg.frame_timeout_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	if (ms)
+		setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	int rc = start_session(srv, sock, &cred);
 	if (rc)
 		refuse(sock, rc, "cannot start a session");

@@ -29,6 +29,9 @@ struct kvt_server_config {
 	uint32_t max_inline;       /* K+V bytes an append may carry inline
 	                              (default 256 KiB) */
 	uint32_t max_open_caches;  /* cache handles per client (default 64) */
+	uint32_t frame_timeout_ms; /* a started frame must arrive within this
+	                              (default 30000; 0: no limit), so a peer
+	                              stuck mid-frame cannot hold a session */
 	uint64_t max_inflight;     /* bytes one request may move through shared
 	                              memory: size of the client's staging memfd
 	                              and bound of an fd append (default 64 MiB) */

@@ -545,7 +545,8 @@ static void serve(struct kvt_session *s)
 		if (rc) {
 			st->fatal = 1;
 			explain(s, rc, rc == KVT_ETOOBIG ? "frame too large"
-							 : "malformed or truncated frame");
+				       : rc == -ETIMEDOUT ? "frame not completed in time"
+							  : "malformed or truncated frame");
 			kvt_log(s->srv->cfg.log, KVT_LOG_WARN, "client %llu: %s",
 				(unsigned long long)s->id, st->why);
 			send_error(s, h.req_id, rc);
@@ -556,6 +557,11 @@ static void serve(struct kvt_session *s)
 			close(fd);
 		if (rc)
 			return;
+		/* An idle session should not keep its largest frame's memory. */
+		if (st->in.cap > (1u << 20))
+			kvt_wbuf_free(&st->in);
+		if (st->out.cap > (1u << 20))
+			kvt_wbuf_free(&st->out);
 	}
 }
 

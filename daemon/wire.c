@@ -91,6 +91,10 @@ static int recv_all(int sock, uint8_t *p, size_t len, int *fd, size_t *got)
 		ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
 		if (n < 0 && errno == EINTR)
 			continue;
+		/* A receive timeout (SO_RCVTIMEO) only counts inside a frame:
+		 * an idle peer may wait for as long as it likes. */
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return *got ? -ETIMEDOUT : -EAGAIN;
 		if (n < 0)
 			return errno == ECONNRESET ? (*got ? KVT_EPROTO : KVT_ECLOSED)
 						   : -errno;
@@ -134,7 +138,10 @@ int kvt_wire_recv(int sock, uint32_t max_payload, struct kvt_frame_header *h,
 		  struct kvt_wbuf *buf, int *fd)
 {
 	*fd = -1;
-	int rc = recv_frame(sock, max_payload, h, buf, fd);
+	int rc;
+	do
+		rc = recv_frame(sock, max_payload, h, buf, fd);
+	while (rc == -EAGAIN && *fd < 0);
 	if (rc && *fd >= 0) {
 		close(*fd);
 		*fd = -1;

@@ -23,7 +23,9 @@ int kvt_wire_send(int sock, const void *buf, size_t len, int fd);
  * caller closes it). Errors: KVT_ECLOSED (orderly close before the first
  * byte), KVT_EPROTO (close mid-frame, a descriptor without KVT_PF_FD or
  * the reverse, more than one descriptor), the header errors of
- * kvt_frame_header_decode (*h filled, payload left unread), -ENOMEM, -errno.
+ * kvt_frame_header_decode (*h filled, payload left unread), -ETIMEDOUT
+ * (the socket's SO_RCVTIMEO expired inside a frame; between frames it
+ * just keeps waiting), -ENOMEM, -errno.
  * On any error no descriptor is left open.
  */
 int kvt_wire_recv(int sock, uint32_t max_payload, struct kvt_frame_header *h,

@@ -26,6 +26,7 @@ static void start(void)
 	kvt_server_config_init(&cfg);
 	cfg.max_frame = 64u << 10;
 	cfg.max_inline = 16u << 10;
+	cfg.frame_timeout_ms = 300;
 	test_daemon_start(&d, &cfg, "faults");
 	cr_assert_eq(kvt_client_connect(d.path, &good), 0);
 	struct kvt_cache_config cc;
@@ -321,4 +322,15 @@ Test(faults, client_killed_mid_request_leaks_nothing)
 	cr_assert_eq(test_fd_count(), fds);
 	/* No cache handle leaked: the cache can be dropped. */
 	cr_assert_eq(kvt_client_cache_drop(good, "doc"), 0);
+}
+
+Test(faults, a_peer_stuck_mid_frame_is_timed_out_an_idle_one_is_not)
+{
+	uint8_t b[KVT_PROTO_HEADER_BYTES];
+	int fd = raw_connect();
+	header(b, KVT_OP_STATS, 0, 0);
+	send_bytes(fd, b, 10); /* and then nothing, connection kept open */
+	expect_error_and_close(fd, -ETIMEDOUT);
+	usleep(600 * 1000); /* `good` idles for twice the frame timeout */
+	good_client_still_works();
 }
