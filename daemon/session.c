@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "checksum.h"
 #include "locate.h"
 #include "server_internal.h"
 #include "wire.h"
