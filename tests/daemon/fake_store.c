@@ -1,8 +1,10 @@
 /*
  * fake_store.c - a minimal in-memory implementation of the kvtier.h store
- * API (raw blocks only), plus kvt_daemon_locate over one memfd arena, so
- * the daemon can be tested on its own. Blocks are full-size raw blocks
- * bump-allocated in the arena; nothing is ever freed or moved.
+ * API (raw blocks only), plus kvt_daemon_locate over two memfd arenas
+ * (even blocks in one, odd blocks in the other, as a host tier with
+ * several arenas), so the daemon can be tested on its own. Blocks are
+ * full-size raw blocks bump-allocated in the arenas, which are mapped
+ * back to back; nothing is freed (only the test hook moves blocks).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -15,7 +17,8 @@
 #include "kvtier/kvtier.h"
 #include "locate.h"
 
-#define ARENA_BYTES (512ull << 20)
+#define ARENA_BYTES (512ull << 20) /* both arenas */
+#define HALF (ARENA_BYTES / 2)
 #define MAX_CACHES 64
 #define MAX_BLOCKS 4096
 
@@ -31,9 +34,9 @@ struct entry {
 
 struct kvt_store {
 	pthread_mutex_t lock;
-	int fd;
-	uint8_t *arena;
-	uint64_t used;
+	int fd[2];
+	uint8_t *arena;   /* arena a at arena + a * HALF */
+	uint64_t used[2];
 	uint64_t next_id;
 	struct entry e[MAX_CACHES];
 };
@@ -63,13 +66,15 @@ int kvt_store_open(const struct kvt_store_config *cfg, struct kvt_store **out)
 	struct kvt_store *s = calloc(1, sizeof *s);
 	if (!s)
 		return -ENOMEM;
-	s->fd = memfd_create("fake-arena", MFD_CLOEXEC);
-	if (s->fd < 0 || ftruncate(s->fd, ARENA_BYTES)) {
-		free(s);
-		return -errno;
+	s->arena = mmap(NULL, ARENA_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+			-1, 0);
+	for (int a = 0; a < 2; a++) {
+		s->fd[a] = memfd_create("fake-arena", MFD_CLOEXEC);
+		if (s->fd[a] < 0 || ftruncate(s->fd[a], HALF) ||
+		    mmap(s->arena + a * HALF, HALF, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_FIXED, s->fd[a], 0) == MAP_FAILED)
+			return -errno;
 	}
-	s->arena = mmap(NULL, ARENA_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED,
-			s->fd, 0);
 	pthread_mutex_init(&s->lock, NULL);
 	*out = s;
 	return 0;
@@ -84,7 +89,8 @@ void kvt_store_close(struct kvt_store *s)
 		free(s->e[i].blocks);
 	}
 	munmap(s->arena, ARENA_BYTES);
-	close(s->fd);
+	close(s->fd[0]);
+	close(s->fd[1]);
 	free(s);
 }
 
@@ -176,6 +182,17 @@ static size_t row(const struct kvt_shape *sh)
 	return sh->head_dim * kvt_dtype_size(sh->dtype);
 }
 
+/* Takes len bytes of arena a into *slot (offset + 1); 0 when full. */
+static int alloc_slot(struct kvt_store *s, int a, size_t len, int alloc,
+		      uint64_t *slot)
+{
+	if (!alloc || s->used[a] + len > HALF)
+		return 0;
+	*slot = a * HALF + s->used[a] + 1;
+	s->used[a] += len;
+	return 1;
+}
+
 /* Address of token t of head h, K (kv = 0) or V (kv = 1), allocating. */
 static uint8_t *at(struct kvt_store *s, struct entry *e, uint32_t layer,
 		   uint64_t t, uint32_t h, int kv, int alloc)
@@ -185,12 +202,8 @@ static uint8_t *at(struct kvt_store *s, struct entry *e, uint32_t layer,
 	if (b >= MAX_BLOCKS)
 		return NULL;
 	uint64_t *slot = &e->blocks[layer][b];
-	if (!*slot) {
-		if (!alloc || s->used + kvt_block_bytes(sh) > ARENA_BYTES)
-			return NULL;
-		*slot = s->used + 1;
-		s->used += kvt_block_bytes(sh);
-	}
+	if (!*slot && !alloc_slot(s, b % 2, kvt_block_bytes(sh), alloc, slot))
+		return NULL;
 	size_t half = kvt_block_bytes(sh) / 2;
 	return s->arena + *slot - 1 + kv * half +
 	       ((size_t)h * sh->block_tokens + t % sh->block_tokens) * row(sh);
@@ -289,7 +302,8 @@ int kvt_daemon_locate(struct kvt_cache *c, uint32_t layer, uint64_t block,
 	uint32_t n;
 	int rc = block_of(c, layer, block, &off, &n);
 	if (!rc) {
-		*loc = (struct kvt_block_loc){c->st->arena + off, c->st->fd, off,
+		*loc = (struct kvt_block_loc){c->st->arena + off,
+					      c->st->fd[off / HALF], off % HALF,
 					      (uint32_t)len};
 		memset(meta, 0, sizeof *meta);
 		meta->len = meta->raw_len = (uint32_t)len;
@@ -351,7 +365,7 @@ int kvt_store_stats(struct kvt_store *s, struct kvt_stats *out)
 		out->n_caches += s->e[i].live;
 	out->tier[KVT_TIER_HOST].present = 1;
 	out->tier[KVT_TIER_HOST].capacity = ARENA_BYTES;
-	out->tier[KVT_TIER_HOST].used_bytes = s->used;
+	out->tier[KVT_TIER_HOST].used_bytes = s->used[0] + s->used[1];
 	out->compression_ratio = 1.0;
 	pthread_mutex_unlock(&s->lock);
 	return 0;
@@ -365,13 +379,13 @@ int fake_store_move_block(struct kvt_store *s, const char *name,
 	pthread_mutex_lock(&s->lock);
 	struct entry *e = find(s, name);
 	size_t len = e ? kvt_block_bytes(&e->cfg.shape) : 0;
+	uint64_t slot;
 	int rc = !e || !e->blocks[layer][block] ? KVT_ENOTFOUND
-		 : s->used + len > ARENA_BYTES ? KVT_ENOSPACE : 0;
+		 : !alloc_slot(s, block % 2, len, 1, &slot) ? KVT_ENOSPACE : 0;
 	if (!rc) {
 		uint64_t old = e->blocks[layer][block] - 1;
-		memcpy(s->arena + s->used, s->arena + old, len);
-		e->blocks[layer][block] = s->used + 1;
-		s->used += len;
+		memcpy(s->arena + slot - 1, s->arena + old, len);
+		e->blocks[layer][block] = slot;
 		memset(s->arena + old, 0xa5, len);
 	}
 	pthread_mutex_unlock(&s->lock);
