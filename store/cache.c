@@ -15,6 +15,7 @@
 #include "checksum.h"
 #include "kvtier/codec.h"
 #include "store_internal.h"
+#include "store_locate.h"
 
 void kvt_cache_config_init(struct kvt_cache_config *cfg)
 {
@@ -543,5 +544,30 @@ int kvt_cache_recover_locked(struct kvt_store *st, struct cache_rec *c)
 		}
 	}
 	free(scratch);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- sharing */
+
+int kvt_store_locate_block(struct kvt_cache *cache, uint32_t layer,
+			   uint64_t block, struct kvt_block_loc *loc,
+			   struct kvt_block_meta *meta)
+{
+	if (!cache || !loc || !meta || layer >= cache->rec->cfg.shape.n_layers)
+		return -EINVAL;
+	struct kvt_store *st = cache->st;
+	struct cache_rec *c = cache->rec;
+	struct kvt_block_key k = {c->id, layer, (uint32_t)block};
+	struct kvt_block_meta m;
+	pthread_mutex_lock(&st->lock);
+	uint64_t full = c->layers[layer].n_tokens / c->cfg.shape.block_tokens;
+	int rc = block >= layer_blocks(c, layer) ? KVT_ENOTFOUND
+		 : block >= full		 ? -ENOTSUP
+						 : kvt_block_locate_locked(st, &k, loc, &m);
+	if (rc == 0 && m.codec != KVT_CODEC_RAW)
+		rc = -ENOTSUP;
+	pthread_mutex_unlock(&st->lock);
+	if (rc == 0)
+		*meta = m;
 	return rc;
 }
