@@ -228,9 +228,11 @@ int kvt_block_put_locked(struct kvt_store *st, const struct kvt_block_key *key,
 static void promote(struct kvt_store *st, uint32_t i, const void *data)
 {
 	struct block_rec *r = &st->blocks[i];
-	struct kvt_tier *h = st->tier[KVT_TIER_HOST];
-	if (!h || h->ops->put(h, &r->key, data, &r->meta))
-		return; /* no room: the block stays on disk only */
+	/* LRU: the block just read is the most recent; older host blocks make
+	 * room. On failure the block simply stays on disk only. */
+	if (!st->tier[KVT_TIER_HOST] || put_host(st, &r->key, data, &r->meta))
+		return;
+	r = &st->blocks[i];
 	r->where |= BLOCK_IN_HOST;
 	r->dirty = 0;
 	lru_push(st, i);

@@ -17,15 +17,6 @@
 #include "store_internal.h"
 #include "store_locate.h"
 
-void kvt_cache_config_init(struct kvt_cache_config *cfg)
-{
-	memset(cfg, 0, sizeof *cfg);
-	cfg->shape.block_tokens = 16;
-	cfg->shape.dtype = KVT_DTYPE_F16;
-	cfg->cold.id = KVT_CODEC_RAW;
-	cfg->recent_tokens = 128;
-}
-
 void kvt_cache_block_codec(const struct kvt_cache_config *cfg,
 			   struct kvt_codec_params *p)
 {

@@ -19,12 +19,6 @@
 #define CATALOG_VERSION 1
 #define CATALOG_BYTES 64
 
-void kvt_store_config_init(struct kvt_store_config *cfg)
-{
-	memset(cfg, 0, sizeof *cfg);
-	cfg->host_bytes = 1ull << 30;
-}
-
 struct cache_rec *kvt_store_find_locked(struct kvt_store *st, const char *name)
 {
 	for (struct cache_rec *c = st->caches; c; c = c->next)
