@@ -16,6 +16,7 @@
 #include "store_internal.h"
 
 #define MAX_DEMOTIONS_PER_PUT 4096
+#define FLUSH_BATCH 128 /* blocks per batched write to disk */
 
 static struct kvt_hkey hkey(const struct kvt_block_key *k)
 {
@@ -303,30 +304,59 @@ int kvt_block_adopt_locked(struct kvt_store *st, const struct kvt_block_key *key
 	return 0;
 }
 
+/* Writes up to n dirty host records (indices idx) to disk in one batch,
+ * straight from the host arenas. */
+static int flush_batch(struct kvt_store *st, const uint32_t *idx, size_t n)
+{
+	struct kvt_tier *h = st->tier[KVT_TIER_HOST], *d = st->tier[KVT_TIER_DISK];
+	struct kvt_block_key keys[FLUSH_BATCH] = {{0}};
+	struct kvt_block_meta metas[FLUSH_BATCH] = {{0}};
+	const void *datas[FLUSH_BATCH] = {0};
+	int res[FLUSH_BATCH];
+	for (size_t j = 0; j < n; j++) {
+		struct block_rec *r = &st->blocks[idx[j]];
+		struct kvt_block_loc loc;
+		int rc = h->ops->locate(h, &r->key, &loc);
+		if (rc)
+			return rc;
+		keys[j] = r->key;
+		metas[j] = r->meta;
+		datas[j] = loc.ptr;
+	}
+	int rc = d->ops->put_many
+			 ? d->ops->put_many(d, n, keys, datas, metas, res)
+			 : 0;
+	for (size_t j = 0; j < n; j++) {
+		if (!d->ops->put_many)
+			res[j] = d->ops->put(d, &keys[j], datas[j], &metas[j]);
+		if (res[j] == 0) {
+			st->blocks[idx[j]].where |= BLOCK_ON_DISK;
+			st->blocks[idx[j]].dirty = 0;
+		} else if (!rc) {
+			rc = res[j];
+		}
+	}
+	return rc;
+}
+
 int kvt_blocks_flush_locked(struct kvt_store *st)
 {
 	if (!st->tier[KVT_TIER_DISK])
 		return 0;
-	void *buf = NULL;
-	size_t cap = 0;
+	uint32_t idx[FLUSH_BATCH];
+	size_t n = 0;
 	int rc = 0;
 	for (size_t i = 0; i < st->n_recs && rc == 0; i++) {
 		struct block_rec *r = &st->blocks[i];
 		if (!r->used || !r->dirty || !(r->where & BLOCK_IN_HOST))
 			continue;
-		if (cap < r->meta.len) {
-			void *nb = realloc(buf, r->meta.len);
-			if (!nb) {
-				rc = -ENOMEM;
-				break;
-			}
-			buf = nb;
-			cap = r->meta.len;
+		idx[n++] = (uint32_t)i;
+		if (n == FLUSH_BATCH) {
+			rc = flush_batch(st, idx, n);
+			n = 0;
 		}
-		rc = write_back(st, (uint32_t)i, buf, cap);
 	}
-	free(buf);
-	return rc;
+	return rc ? rc : n ? flush_batch(st, idx, n) : 0;
 }
 
 int kvt_block_locate_locked(struct kvt_store *st,

@@ -42,6 +42,7 @@
 #define REC_BYTES 56
 #define MAP_INITIAL (64ull << 20)
 #define F_ZSTD 1u
+#define RUN_BYTES (8ull << 20) /* largest single write of put_many */
 
 struct loc {
 	uint32_t seg, disk_len;
@@ -75,6 +76,8 @@ struct disk_tier {
 	size_t n_dirty;
 	void *bounce;
 	size_t bounce_cap;
+	void *rbuf; /* read buffer of get_many, reused */
+	size_t rbuf_cap;
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
 };
@@ -325,6 +328,85 @@ static int disk_put(struct kvt_tier *t, const struct kvt_block_key *key,
 	return 0;
 }
 
+/* Stages items [i, j) of a batch back to back in d->bounce (one write). */
+static int put_run(struct disk_tier *d, size_t i, size_t j,
+		   const struct kvt_block_key *keys, const void *const *datas,
+		   const struct kvt_block_meta *metas, int *results);
+
+static int disk_put_many(struct kvt_tier *t, size_t n,
+			 const struct kvt_block_key *keys, const void *const *datas,
+			 const struct kvt_block_meta *metas, int *results)
+{
+	struct disk_tier *d = disk(t);
+	/* Runs of up to RUN_BYTES go out as one write each. */
+	size_t i = 0;
+	int first = 0;
+	while (i < n) {
+		size_t j = i, bytes = 0;
+		while (j < n && (j == i || bytes + kvt_disk_round(metas[j].len) <= RUN_BYTES))
+			bytes += kvt_disk_round(metas[j++].len);
+		int rc = d->zstd_level ? 0 : put_run(d, i, j, keys, datas, metas, results);
+		if (d->zstd_level)
+			for (size_t k = i; k < j; k++)
+				results[k] = disk_put(t, &keys[k], datas[k], &metas[k]);
+		for (size_t k = i; k < j; k++) {
+			if (rc)
+				results[k] = rc;
+			if (results[k] && !first)
+				first = results[k];
+		}
+		i = j;
+	}
+	return first;
+}
+
+static int put_run(struct disk_tier *d, size_t i, size_t j,
+		   const struct kvt_block_key *keys, const void *const *datas,
+		   const struct kvt_block_meta *metas, int *results)
+{
+	size_t total = 0;
+	uint64_t freed = 0;
+	for (size_t k = i; k < j; k++) {
+		struct loc old;
+		total += kvt_disk_round(metas[k].len);
+		if (lookup(d, &keys[k], &old) == 0)
+			freed += kvt_disk_round(old.disk_len);
+	}
+	if (d->budget && d->used - freed + total > d->budget)
+		return KVT_ENOSPACE;
+	int rc = bounce(d, total);
+	if (rc)
+		return rc;
+	size_t off = 0;
+	for (size_t k = i; k < j; k++) {
+		size_t len = metas[k].len, r = kvt_disk_round(len);
+		memcpy((uint8_t *)d->bounce + off, datas[k], len);
+		memset((uint8_t *)d->bounce + off + len, 0, r - len);
+		off += r;
+	}
+	struct loc first = {0};
+	if ((rc = append_extent(d, total, &first)))
+		return rc;
+	off = 0;
+	for (size_t k = i; k < j && rc == 0; k++) {
+		struct loc l = {.seg = first.seg, .off = first.off + off,
+				.disk_len = metas[k].len, .meta = metas[k]}, old;
+		int had = lookup(d, &keys[k], &old) == 0;
+		off += kvt_disk_round(metas[k].len);
+		rc = pend_add(d, &keys[k], &l, 0);
+		if (rc == 0 && had)
+			release(d, &old);
+		if (rc == 0) {
+			d->n_blocks++;
+			results[k] = 0;
+		}
+	}
+	/* append_extent counted the run as one extent; the releases above
+	 * and the per-block accounting below keep used exact. */
+	d->used += total;
+	return rc;
+}
+
 /* Checks and unpacks an extent read from disk into dst. */
 static int finish_read(struct disk_tier *d, const struct loc *l,
 		       const void *buf, void *dst, size_t cap)
@@ -359,6 +441,45 @@ static int disk_get(struct kvt_tier *t, const struct kvt_block_key *key,
 	return rc ? rc : res;
 }
 
+/* Grows the aligned buffer *p to at least n bytes. */
+static int grow_aligned(void **p, size_t *cap, size_t n)
+{
+	if (*cap >= n)
+		return 0;
+	void *q;
+	if (posix_memalign(&q, KVT_DISK_PAGE, n))
+		return -ENOMEM;
+	free(*p);
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+/* Finds every key and lays out one read per block in d->rbuf. */
+static int plan_reads(struct disk_tier *d, size_t n,
+		      const struct kvt_block_key *keys, struct loc *l,
+		      struct kvt_disk_read *q, size_t *m, int *results)
+{
+	size_t total = 0;
+	*m = 0;
+	for (size_t i = 0; i < n; i++) {
+		results[i] = lookup(d, &keys[i], &l[i]);
+		struct kvt_seg *s = results[i] ? NULL : kvt_disk_seg(&d->io, l[i].seg);
+		if (results[i] == 0 && !s)
+			results[i] = KVT_ECORRUPT;
+		if (results[i])
+			continue;
+		q[(*m)++] = (struct kvt_disk_read){s, l[i].off,
+						   kvt_disk_round(l[i].disk_len),
+						   (void *)(uintptr_t)total, 0};
+		total += kvt_disk_round(l[i].disk_len);
+	}
+	int rc = grow_aligned(&d->rbuf, &d->rbuf_cap, total ? total : 1);
+	for (size_t j = 0; rc == 0 && j < *m; j++)
+		q[j].buf = (uint8_t *)d->rbuf + (uintptr_t)q[j].buf;
+	return rc;
+}
+
 static int disk_get_many(struct kvt_tier *t, size_t n,
 			 const struct kvt_block_key *keys, void *const *dsts,
 			 const size_t *caps, int *results)
@@ -369,19 +490,8 @@ static int disk_get_many(struct kvt_tier *t, size_t n,
 	size_t m = 0;
 	int rc = q && l ? 0 : -ENOMEM;
 	/* One read per block found; all submitted as one batch. */
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		results[i] = lookup(d, &keys[i], &l[i]);
-		struct kvt_seg *s = results[i] ? NULL : kvt_disk_seg(&d->io, l[i].seg);
-		if (results[i] == 0 && !s)
-			results[i] = KVT_ECORRUPT;
-		if (results[i])
-			continue;
-		q[m] = (struct kvt_disk_read){s, l[i].off, kvt_disk_round(l[i].disk_len),
-					      NULL, 0};
-		if (posix_memalign(&q[m].buf, KVT_DISK_PAGE, q[m].len))
-			rc = -ENOMEM;
-		m++;
-	}
+	if (rc == 0)
+		rc = plan_reads(d, n, keys, l, q, &m, results);
 	if (rc == 0)
 		rc = kvt_disk_read_many(&d->io, q, m);
 	int first = 0;
@@ -394,8 +504,6 @@ static int disk_get_many(struct kvt_tier *t, size_t n,
 		if (results[i] && !first)
 			first = results[i];
 	}
-	for (size_t j = 0; j < m; j++)
-		free(q[j].buf);
 	free(q);
 	free(l);
 	return rc ? rc : first;
@@ -715,6 +823,7 @@ static void disk_destroy(struct kvt_tier *t)
 	free(d->pend);
 	free(d->dirty_segs);
 	free(d->bounce);
+	free(d->rbuf);
 	free(d);
 }
 
@@ -723,6 +832,7 @@ static const struct kvt_tier_ops disk_ops = {
 	.put = disk_put,
 	.get = disk_get,
 	.get_many = disk_get_many,
+	.put_many = disk_put_many,
 	.stat = disk_stat,
 	.del = disk_del,
 	.iter = disk_iter,

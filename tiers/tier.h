@@ -81,6 +81,14 @@ struct kvt_tier_ops {
 			const struct kvt_block_key *keys, void *const *dsts,
 			const size_t *caps, int *results);
 
+	/* Batched put: one write for many blocks where the tier can (disk).
+	 * results[i] gets item i's status; returns 0 when all succeeded, else
+	 * the first failure (items before it may be stored). May be NULL: the
+	 * store then loops over put. */
+	int (*put_many)(struct kvt_tier *t, size_t n,
+			const struct kvt_block_key *keys, const void *const *datas,
+			const struct kvt_block_meta *metas, int *results);
+
 	/* Metadata of key without reading the data. KVT_ENOTFOUND. */
 	int (*stat)(struct kvt_tier *t, const struct kvt_block_key *key,
 		    struct kvt_block_meta *meta);
