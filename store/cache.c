@@ -94,11 +94,45 @@ static int handle_new(struct kvt_store *st, struct cache_rec *c,
 	return 0;
 }
 
+static int create(struct kvt_store *st, const char *name,
+		  const struct kvt_cache_config *cfg, struct kvt_cache **out);
+
 int kvt_cache_create(struct kvt_store *st, const char *name,
 		     const struct kvt_cache_config *cfg, struct kvt_cache **out)
 {
-	if (!st || !cfg || !out || !name_ok(name))
+	if (!st || !cfg || !out || !name_ok(name) || name[0] == '.')
 		return -EINVAL;
+	return create(st, name, cfg, out);
+}
+
+int kvt_cache_create_hidden(struct kvt_store *st, const char *name,
+			    const struct kvt_cache_config *cfg,
+			    struct kvt_cache **out)
+{
+	if (!st || !cfg || !out || !name_ok(name) || name[0] != '.')
+		return -EINVAL;
+	return create(st, name, cfg, out);
+}
+
+int kvt_cache_rename_locked(struct kvt_store *st, struct cache_rec *c,
+			    const char *name)
+{
+	if (!name_ok(name) || name[0] == '.')
+		return -EINVAL;
+	if (kvt_store_find_locked(st, name))
+		return KVT_EEXIST;
+	/* Old name first: a crash in between leaves orphan blocks (deleted at
+	 * the next open), never two names for one cache. */
+	int rc = kvt_catalog_del_locked(st, c->name);
+	if (rc)
+		return rc;
+	strcpy(c->name, name);
+	return kvt_catalog_put_locked(st, c);
+}
+
+static int create(struct kvt_store *st, const char *name,
+		  const struct kvt_cache_config *cfg, struct kvt_cache **out)
+{
 	int rc = kvt_cache_config_check(cfg);
 	if (rc)
 		return rc;

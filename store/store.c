@@ -37,7 +37,7 @@ struct cache_rec *kvt_store_find_id_locked(struct kvt_store *st, uint64_t id)
 
 /* ---------------------------------------------------------------- catalog */
 
-static void catalog_encode(const struct cache_rec *c, uint8_t *o)
+void kvt_catalog_encode(const struct cache_rec *c, uint8_t *o)
 {
 	const struct kvt_cache_config *k = &c->cfg;
 	uint32_t ratio;
@@ -60,7 +60,7 @@ static void catalog_encode(const struct cache_rec *c, uint8_t *o)
 	kvt_put_u32(o + 48, k->recent_tokens);
 }
 
-static int catalog_decode(const uint8_t *s, size_t len, struct cache_rec *c)
+int kvt_catalog_decode(const uint8_t *s, size_t len, struct cache_rec *c)
 {
 	struct kvt_cache_config *k = &c->cfg;
 	uint32_t ratio;
@@ -92,7 +92,7 @@ int kvt_catalog_put_locked(struct kvt_store *st, const struct cache_rec *c)
 	uint8_t rec[CATALOG_BYTES];
 	if (!d)
 		return 0;
-	catalog_encode(c, rec);
+	kvt_catalog_encode(c, rec);
 	return d->ops->catalog_put(d, c->name, rec, sizeof rec);
 }
 
@@ -111,7 +111,7 @@ static int load_cache(void *ctx, const char *name, const void *rec, size_t len)
 	if (!c)
 		return -ENOMEM;
 	int rc = strlen(name) > KVT_NAME_MAX ? KVT_ECORRUPT
-					     : catalog_decode(rec, len, c);
+					     : kvt_catalog_decode(rec, len, c);
 	if (rc == 0) {
 		strcpy(c->name, name);
 		rc = kvt_cache_rec_init(c);
@@ -153,6 +153,26 @@ static int load_block(void *ctx, const struct kvt_block_key *key,
 	return 0;
 }
 
+/* Caches named ".load-*" are half-loaded snapshots of a crashed process. */
+static int drop_hidden(struct kvt_store *st)
+{
+	for (struct cache_rec *c = st->caches; c; c = c->next) {
+		if (strncmp(c->name, ".load-", 6))
+			continue;
+		char name[KVT_NAME_MAX + 1];
+		strcpy(name, c->name);
+		pthread_mutex_unlock(&st->lock);
+		int rc = kvt_cache_drop(st, name);
+		pthread_mutex_lock(&st->lock);
+		if (rc)
+			return rc;
+		c = st->caches; /* the list changed: start over */
+		if (!c)
+			break;
+	}
+	return 0;
+}
+
 static int recover(struct kvt_store *st)
 {
 	struct kvt_tier *d = st->tier[KVT_TIER_DISK];
@@ -166,7 +186,7 @@ static int recover(struct kvt_store *st)
 	free(o.keys);
 	for (struct cache_rec *c = st->caches; rc == 0 && c; c = c->next)
 		rc = kvt_cache_recover_locked(st, c);
-	return rc;
+	return rc ? rc : drop_hidden(st);
 }
 
 /* ---------------------------------------------------------------- open/close */
@@ -218,8 +238,11 @@ int kvt_store_open(const struct kvt_store_config *cfg, struct kvt_store **out)
 		rc = -ENOMEM;
 	if (rc == 0)
 		rc = open_tiers(st);
-	if (rc == 0 && st->tier[KVT_TIER_DISK])
+	if (rc == 0 && st->tier[KVT_TIER_DISK]) {
+		pthread_mutex_lock(&st->lock);
 		rc = recover(st);
+		pthread_mutex_unlock(&st->lock);
+	}
 	if (rc) {
 		free_store(st);
 		return rc;

@@ -118,6 +118,11 @@ int kvt_block_locate_locked(struct kvt_store *st,
 struct cache_rec *kvt_store_find_locked(struct kvt_store *st, const char *name);
 struct cache_rec *kvt_store_find_id_locked(struct kvt_store *st, uint64_t id);
 
+/* The 64-byte catalog record of a cache (id + configuration). decode:
+ * KVT_ECORRUPT, KVT_EVERSION. */
+void kvt_catalog_encode(const struct cache_rec *c, uint8_t *out);
+int kvt_catalog_decode(const uint8_t *s, size_t len, struct cache_rec *c);
+
 /* Persists a cache's description (no-op without a disk tier). */
 int kvt_catalog_put_locked(struct kvt_store *st, const struct cache_rec *c);
 int kvt_catalog_del_locked(struct kvt_store *st, const char *name);
@@ -133,6 +138,16 @@ int kvt_cache_flush_tails_locked(struct kvt_store *st, struct cache_rec *c);
 
 /* Rebuilds token counts and tails of c from its stored blocks (restart). */
 int kvt_cache_recover_locked(struct kvt_store *st, struct cache_rec *c);
+
+/* kvt_cache_create for internal names (a leading '.', which the public
+ * call refuses). */
+int kvt_cache_create_hidden(struct kvt_store *st, const char *name,
+			    const struct kvt_cache_config *cfg,
+			    struct kvt_cache **out);
+
+/* Renames a cache (public name rules). KVT_EEXIST, -EINVAL. */
+int kvt_cache_rename_locked(struct kvt_store *st, struct cache_rec *c,
+			    const char *name);
 
 /* Checks a cache configuration (shape, codec against the block shape). */
 int kvt_cache_config_check(const struct kvt_cache_config *cfg);
