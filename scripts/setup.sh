@@ -3,7 +3,8 @@
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liburing-dev liblmdb-dev libzstd-dev
-      libxxhash-dev libcriterion-dev python3 python3-pip)
+      libxxhash-dev libcriterion-dev python3 python3-pip
+      debian-faq)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
