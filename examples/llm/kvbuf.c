@@ -58,6 +58,11 @@ void llm_kvbuf_truncate(struct llm_kvbuf *b, uint32_t n)
 			b->len[l] = n;
 }
 
+void llm_kvbuf_set_len(struct llm_kvbuf *b, uint32_t l, uint32_t n)
+{
+	b->len[l] = n <= b->cap ? n : b->cap;
+}
+
 void llm_kvbuf_layer(struct llm_kvbuf *b, uint32_t l, float **k, float **v,
 		     uint32_t *cap)
 {
@@ -98,7 +103,8 @@ void llm_kvbuf_hooks(struct llm_kvbuf *b, struct llm_hooks *out)
 }
 
 int llm_generate(struct llm_model *m, struct llm_pool *pool, struct llm_kvbuf *b,
-		 const int32_t *prompt, uint32_t n, uint32_t max_new, int32_t eos,
+		 const int32_t *prompt, uint32_t n, uint32_t pos0, uint32_t max_new,
+		 int32_t eos,
 		 int32_t *out, uint32_t *n_out, float *logits_out)
 {
 	const struct llm_config *c = llm_model_config(m);
@@ -108,7 +114,7 @@ int llm_generate(struct llm_model *m, struct llm_pool *pool, struct llm_kvbuf *b
 	if (!logits)
 		return -ENOMEM;
 	uint32_t produced = 0;
-	int rc = llm_forward(m, pool, prompt, n, llm_kvbuf_len(b), &hk, logits, 1);
+	int rc = llm_forward(m, pool, prompt, n, pos0, &hk, logits, 1);
 	while (rc == 0 && produced < max_new) {
 		int32_t id = (int32_t)llm_argmax(logits, c->vocab);
 		if (logits_out)
@@ -117,7 +123,7 @@ int llm_generate(struct llm_model *m, struct llm_pool *pool, struct llm_kvbuf *b
 		out[produced++] = id;
 		if (id == eos || produced == max_new)
 			break;
-		rc = llm_forward(m, pool, &id, 1, llm_kvbuf_len(b), &hk, logits, 1);
+		rc = llm_forward(m, pool, &id, 1, pos0 + n + produced - 1, &hk, logits, 1);
 	}
 	free(logits);
 	*n_out = produced;

@@ -23,6 +23,10 @@ uint32_t llm_kvbuf_len(const struct llm_kvbuf *b);
 /* Forgets tokens past n (n <= length). */
 void llm_kvbuf_truncate(struct llm_kvbuf *b, uint32_t n);
 
+/* Sets the length of layer l after the caller filled it through
+ * llm_kvbuf_layer (n <= capacity). */
+void llm_kvbuf_set_len(struct llm_kvbuf *b, uint32_t l, uint32_t n);
+
 /* Hooks that attend to everything held and append the new tokens.
  * -ENOSPC from emit when the buffer is full. */
 void llm_kvbuf_hooks(struct llm_kvbuf *b, struct llm_hooks *out);
@@ -32,13 +36,15 @@ void llm_kvbuf_layer(struct llm_kvbuf *b, uint32_t l, float **k, float **v,
 		     uint32_t *cap);
 
 /*
- * Feeds prompt (n ids, appended after what b holds) and then greedily
+ * Feeds prompt (n ids, appended after what b holds, at positions pos0 ..)
+ * and then greedily
  * generates up to max_new ids into out (stops after eos, which is
  * included, when eos >= 0). *n_out gets the count. If logits_out is not
  * NULL it receives the logits of each generated step ([max_new][vocab]).
  */
 int llm_generate(struct llm_model *m, struct llm_pool *pool, struct llm_kvbuf *b,
-		 const int32_t *prompt, uint32_t n, uint32_t max_new, int32_t eos,
+		 const int32_t *prompt, uint32_t n, uint32_t pos0, uint32_t max_new,
+		 int32_t eos,
 		 int32_t *out, uint32_t *n_out, float *logits_out);
 
 #endif /* LLM_KVBUF_H */

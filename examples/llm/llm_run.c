@@ -99,7 +99,7 @@ static int run(const struct opts *o, struct llm_model *m, struct llm_tok *tok,
 	uint32_t got = 0;
 	double t0 = now();
 	if (rc == 0 && out)
-		rc = llm_generate(m, pool, kb, ids, (uint32_t)n, o->n, llm_tok_eos(tok),
+		rc = llm_generate(m, pool, kb, ids, (uint32_t)n, 0, o->n, llm_tok_eos(tok),
 				  out, &got, NULL);
 	double t1 = now();
 	char *ans = NULL;

@@ -1,0 +1,89 @@
+/* kvstore.c - one cache over the in-process store or kvtierd (see kvstore.h). */
+#include "kvstore.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+struct llm_kvstore {
+	struct kvt_cache_config cfg;
+	struct kvt_store *store; /* local */
+	struct kvt_cache *cache;
+	struct kvt_client *cl;   /* remote */
+	struct kvt_client_cache *rcache;
+};
+
+int llm_kvstore_local(struct kvt_store *store, const char *name,
+		      const struct kvt_cache_config *cfg, struct llm_kvstore **out)
+{
+	struct llm_kvstore *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->cfg = *cfg;
+	s->store = store;
+	kvt_cache_drop(store, name);
+	int rc = kvt_cache_create(store, name, cfg, &s->cache);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+int llm_kvstore_remote(struct kvt_client *cl, const char *name,
+		       const struct kvt_cache_config *cfg, struct llm_kvstore **out)
+{
+	struct llm_kvstore *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->cfg = *cfg;
+	s->cl = cl;
+	kvt_client_cache_drop(cl, name);
+	int rc = kvt_client_cache_create(cl, name, cfg, &s->rcache);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void llm_kvstore_close(struct llm_kvstore *s)
+{
+	if (!s)
+		return;
+	kvt_cache_close(s->cache);
+	kvt_client_cache_close(s->rcache);
+	free(s);
+}
+
+int llm_kvstore_append(struct llm_kvstore *s, uint32_t layer, uint32_t n,
+		       const void *k, const void *v)
+{
+	return s->cache ? kvt_cache_append(s->cache, layer, n, k, v)
+			: kvt_client_cache_append(s->rcache, layer, n, k, v);
+}
+
+int llm_kvstore_read_block(struct llm_kvstore *s, uint32_t layer, uint64_t block,
+			   void *dst, size_t len, uint32_t *n_tokens)
+{
+	return s->cache ? kvt_cache_read_block(s->cache, layer, block, dst, len, n_tokens)
+			: kvt_client_cache_read_block(s->rcache, layer, block, dst, len,
+						      n_tokens);
+}
+
+int llm_kvstore_stats(struct llm_kvstore *s, struct kvt_stats *out)
+{
+	return s->store ? kvt_store_stats(s->store, out) : kvt_client_stats(s->cl, out);
+}
+
+int llm_kvstore_info(struct llm_kvstore *s, struct kvt_cache_info *out)
+{
+	return s->cache ? kvt_cache_get_info(s->cache, out)
+			: kvt_client_cache_get_info(s->rcache, out);
+}
+
+const struct kvt_cache_config *llm_kvstore_config(const struct llm_kvstore *s)
+{
+	return &s->cfg;
+}

@@ -1,0 +1,395 @@
+/* rekv.c - ReKV-style prefill, retrieval and loading over kvtier (see rekv.h). */
+#include "rekv.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct llm_rekv {
+	struct llm_model *m;
+	struct llm_pool *pool;
+	struct llm_config c;
+	struct llm_rekv_config cfg;
+	struct llm_kvstore **stores;
+	uint32_t n_stores, bt, max_tokens, max_blocks;
+	uint32_t n;        /* document tokens prefilled */
+	/* sliding window per layer: [kv_head][cap][dim], cap = sink+window+chunk */
+	float **wk, **wv;
+	uint32_t *wlen, wcap;
+	/* retrieval metadata: key sums [layer][block][kv_head][dim] */
+	float *ksum;
+	uint16_t *hk, *hv; /* f16 staging of one chunk for the store */
+	float *qacc;       /* probe: [layer][kv_head][dim] */
+	uint32_t q_tokens;
+};
+
+void llm_rekv_config_init(struct llm_rekv_config *cfg)
+{
+	*cfg = (struct llm_rekv_config){128, 1024, 32, 32};
+}
+
+static int alloc_windows(struct llm_rekv *r)
+{
+	size_t per = (size_t)r->c.n_kv_head * r->wcap * r->c.head_dim * sizeof(float);
+	r->wk = calloc(r->c.n_layers, sizeof(float *));
+	r->wv = calloc(r->c.n_layers, sizeof(float *));
+	r->wlen = calloc(r->c.n_layers, sizeof(uint32_t));
+	if (!r->wk || !r->wv || !r->wlen)
+		return -ENOMEM;
+	for (uint32_t l = 0; l < r->c.n_layers; l++)
+		if (!(r->wk[l] = malloc(per)) || !(r->wv[l] = malloc(per)))
+			return -ENOMEM;
+	return 0;
+}
+
+static int alloc_rest(struct llm_rekv *r)
+{
+	size_t kvd = (size_t)r->c.n_kv_head * r->c.head_dim;
+	r->ksum = calloc((size_t)r->c.n_layers * r->max_blocks * kvd, sizeof(float));
+	r->hk = malloc((size_t)r->cfg.chunk * kvd * 2);
+	r->hv = malloc((size_t)r->cfg.chunk * kvd * 2);
+	r->qacc = malloc((size_t)r->c.n_layers * kvd * sizeof(float));
+	return r->ksum && r->hk && r->hv && r->qacc ? 0 : -ENOMEM;
+}
+
+int llm_rekv_create(struct llm_model *m, struct llm_pool *pool,
+		    const struct llm_rekv_config *cfg, struct llm_kvstore **stores,
+		    uint32_t n_stores, uint32_t max_tokens, struct llm_rekv **out)
+{
+	if (!m || !pool || !cfg || !stores || n_stores == 0 || cfg->chunk == 0 ||
+	    max_tokens == 0)
+		return -EINVAL;
+	const struct llm_config *c = llm_model_config(m);
+	uint32_t bt = llm_kvstore_config(stores[0])->shape.block_tokens;
+	for (uint32_t i = 0; i < n_stores; i++) {
+		const struct kvt_shape *s = &llm_kvstore_config(stores[i])->shape;
+		if (s->block_tokens != bt || s->n_layers != c->n_layers ||
+		    s->n_kv_heads != c->n_kv_head || s->head_dim != c->head_dim ||
+		    s->dtype != KVT_DTYPE_F16)
+			return -EINVAL;
+	}
+	struct llm_rekv *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	*r = (struct llm_rekv){.m = m, .pool = pool, .c = *c, .cfg = *cfg,
+			       .stores = stores, .n_stores = n_stores, .bt = bt,
+			       .max_tokens = max_tokens};
+	r->max_blocks = (max_tokens + bt - 1) / bt;
+	r->wcap = cfg->sink + cfg->window + cfg->chunk;
+	int rc = alloc_windows(r);
+	if (rc == 0)
+		rc = alloc_rest(r);
+	if (rc) {
+		llm_rekv_free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+void llm_rekv_free(struct llm_rekv *r)
+{
+	if (!r)
+		return;
+	for (uint32_t l = 0; r->wk && l < r->c.n_layers; l++) {
+		free(r->wk[l]);
+		free(r->wv ? r->wv[l] : NULL);
+	}
+	free(r->wk);
+	free(r->wv);
+	free(r->wlen);
+	free(r->ksum);
+	free(r->hk);
+	free(r->hv);
+	free(r->qacc);
+	free(r);
+}
+
+uint32_t llm_rekv_tokens(const struct llm_rekv *r) { return r->n; }
+uint32_t llm_rekv_blocks(const struct llm_rekv *r) { return (r->n + r->bt - 1) / r->bt; }
+uint32_t llm_rekv_block_tokens(const struct llm_rekv *r) { return r->bt; }
+
+/* ---------------------------------------------------------------- prefill */
+
+static int window_context(void *arg, uint32_t layer, struct llm_ctx_view *view)
+{
+	struct llm_rekv *r = arg;
+	*view = (struct llm_ctx_view){r->wlen[layer], r->wcap, r->wk[layer], r->wv[layer]};
+	return 0;
+}
+
+/* Appends T tokens to layer l's window and drops the oldest non-sink ones
+ * beyond the window. */
+static void window_push(struct llm_rekv *r, uint32_t l, uint32_t T,
+			const float *k, const float *v)
+{
+	uint32_t hd = r->c.head_dim, H = r->c.n_kv_head, n = r->wlen[l];
+	for (uint32_t t = 0; t < T; t++)
+		for (uint32_t h = 0; h < H; h++) {
+			size_t dst = ((size_t)h * r->wcap + n + t) * hd, src = ((size_t)t * H + h) * hd;
+			memcpy(r->wk[l] + dst, k + src, hd * sizeof(float));
+			memcpy(r->wv[l] + dst, v + src, hd * sizeof(float));
+		}
+	n += T;
+	uint32_t keep = r->cfg.sink + r->cfg.window;
+	if (n > keep) {
+		uint32_t drop = n - keep, s = r->cfg.sink;
+		for (uint32_t h = 0; h < H; h++) {
+			float *bk = r->wk[l] + (size_t)h * r->wcap * hd;
+			float *bv = r->wv[l] + (size_t)h * r->wcap * hd;
+			memmove(bk + (size_t)s * hd, bk + (size_t)(s + drop) * hd,
+				(size_t)(n - s - drop) * hd * sizeof(float));
+			memmove(bv + (size_t)s * hd, bv + (size_t)(s + drop) * hd,
+				(size_t)(n - s - drop) * hd * sizeof(float));
+		}
+		n = keep;
+	}
+	r->wlen[l] = n;
+}
+
+static void add_key_sums(struct llm_rekv *r, uint32_t l, uint32_t T, const float *k)
+{
+	size_t kvd = (size_t)r->c.n_kv_head * r->c.head_dim;
+	for (uint32_t t = 0; t < T; t++) {
+		uint32_t b = (r->n + t) / r->bt;
+		float *dst = r->ksum + ((size_t)l * r->max_blocks + b) * kvd;
+		for (size_t i = 0; i < kvd; i++)
+			dst[i] += k[(size_t)t * kvd + i];
+	}
+}
+
+/* Token-major fp32 to the store's [head][token][dim] fp16. */
+static void to_store_layout(const struct llm_rekv *r, uint32_t T, const float *x,
+			    uint16_t *out)
+{
+	uint32_t hd = r->c.head_dim, H = r->c.n_kv_head;
+	for (uint32_t h = 0; h < H; h++)
+		for (uint32_t t = 0; t < T; t++)
+			for (uint32_t d = 0; d < hd; d++)
+				out[((size_t)h * T + t) * hd + d] =
+					llm_f32_to_f16(x[((size_t)t * H + h) * hd + d]);
+}
+
+static int prefill_emit(void *arg, uint32_t l, uint32_t T, const float *q,
+			const float *k, const float *v)
+{
+	(void)q;
+	struct llm_rekv *r = arg;
+	to_store_layout(r, T, k, r->hk);
+	to_store_layout(r, T, v, r->hv);
+	for (uint32_t s = 0; s < r->n_stores; s++) {
+		int rc = llm_kvstore_append(r->stores[s], l, T, r->hk, r->hv);
+		if (rc)
+			return rc;
+	}
+	add_key_sums(r, l, T, k);
+	window_push(r, l, T, k, v);
+	return 0;
+}
+
+int llm_rekv_prefill(struct llm_rekv *r, const int32_t *ids, uint32_t n,
+		     llm_progress_fn progress, void *arg)
+{
+	if (r->n + n > r->max_tokens)
+		return -EINVAL;
+	struct llm_hooks hk = {window_context, prefill_emit, r};
+	for (uint32_t done = 0; done < n;) {
+		uint32_t T = n - done < r->cfg.chunk ? n - done : r->cfg.chunk;
+		int rc = llm_forward(r->m, r->pool, ids + done, T, r->n, &hk, NULL, 0);
+		if (rc)
+			return rc;
+		r->n += T;
+		done += T;
+		if (progress)
+			progress(arg, done, n);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- probe */
+
+static int probe_emit(void *arg, uint32_t l, uint32_t T, const float *q,
+		      const float *k, const float *v)
+{
+	(void)k, (void)v;
+	struct llm_rekv *r = arg;
+	uint32_t hd = r->c.head_dim, group = r->c.n_head / r->c.n_kv_head;
+	float *acc = r->qacc + (size_t)l * r->c.n_kv_head * hd;
+	for (uint32_t t = 0; t < T; t++)
+		for (uint32_t h = 0; h < r->c.n_head; h++)
+			for (uint32_t d = 0; d < hd; d++)
+				acc[(h / group) * hd + d] += q[((size_t)t * r->c.n_head + h) * hd + d];
+	return 0;
+}
+
+int llm_rekv_probe(struct llm_rekv *r, const int32_t *q, uint32_t nq, float *qmean)
+{
+	size_t n = (size_t)r->c.n_layers * r->c.n_kv_head * r->c.head_dim;
+	memset(r->qacc, 0, n * sizeof(float));
+	struct llm_hooks hk = {window_context, probe_emit, r};
+	int rc = llm_forward(r->m, r->pool, q, nq, r->n, &hk, NULL, 0);
+	if (rc)
+		return rc;
+	float scale = 1.0f / (float)(nq * (r->c.n_head / r->c.n_kv_head));
+	for (size_t i = 0; i < n; i++)
+		qmean[i] = r->qacc[i] * scale;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- select */
+
+struct scored {
+	float s;
+	uint32_t b;
+};
+
+static int by_score_desc(const void *a, const void *b)
+{
+	float x = ((const struct scored *)a)->s, y = ((const struct scored *)b)->s;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int by_index(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static float cosine(const float *a, const float *b, uint32_t n)
+{
+	double ab = 0, aa = 0, bb = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		ab += (double)a[i] * b[i];
+		aa += (double)a[i] * a[i];
+		bb += (double)b[i] * b[i];
+	}
+	return aa > 0 && bb > 0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
+}
+
+/* Forced blocks first (sink, recent), then the best-scoring others. */
+static void select_layer(const struct llm_rekv *r, const float *qmean, uint32_t l,
+			 uint32_t k, struct scored *tmp, uint32_t *out)
+{
+	uint32_t nb = llm_rekv_blocks(r), hd = r->c.head_dim, H = r->c.n_kv_head;
+	uint32_t sink_b = (r->cfg.sink + r->bt - 1) / r->bt;
+	uint32_t recent_first = r->n > r->cfg.recent ? (r->n - r->cfg.recent) / r->bt : 0;
+	uint32_t m = 0, o = 0;
+	for (uint32_t b = 0; b < nb; b++) {
+		if (b < sink_b || b >= recent_first) {
+			out[o++] = b;
+			continue;
+		}
+		const float *ks = r->ksum + ((size_t)l * r->max_blocks + b) * H * hd;
+		float s = 0;
+		for (uint32_t h = 0; h < H; h++)
+			s += cosine(qmean + ((size_t)l * H + h) * hd, ks + (size_t)h * hd, hd);
+		tmp[m++] = (struct scored){s, b};
+	}
+	qsort(tmp, m, sizeof(*tmp), by_score_desc);
+	for (uint32_t i = 0; o < k && i < m; i++)
+		out[o++] = tmp[i].b;
+	qsort(out, o, sizeof(uint32_t), by_index);
+}
+
+static uint32_t forced_blocks(const struct llm_rekv *r)
+{
+	uint32_t nb = llm_rekv_blocks(r), sink_b = (r->cfg.sink + r->bt - 1) / r->bt;
+	uint32_t recent_first = r->n > r->cfg.recent ? (r->n - r->cfg.recent) / r->bt : 0;
+	uint32_t f = (sink_b < nb ? sink_b : nb) + (nb - recent_first);
+	if (recent_first < sink_b)
+		f = nb;
+	return f < nb ? f : nb;
+}
+
+int llm_rekv_select(const struct llm_rekv *r, const float *qmean,
+		    uint32_t budget_tokens, struct llm_selection *sel)
+{
+	uint32_t nb = llm_rekv_blocks(r), k = budget_tokens / r->bt;
+	uint32_t f = forced_blocks(r);
+	k = k < f ? f : k > nb ? nb : k;
+	struct scored *tmp = malloc((nb ? nb : 1) * sizeof(*tmp));
+	sel->blocks = malloc((size_t)r->c.n_layers * (k ? k : 1) * sizeof(uint32_t));
+	if (!tmp || !sel->blocks) {
+		free(tmp);
+		free(sel->blocks);
+		return -ENOMEM;
+	}
+	sel->n_layers = r->c.n_layers;
+	sel->per_layer = k;
+	for (uint32_t l = 0; l < r->c.n_layers; l++)
+		select_layer(r, qmean, l, k, tmp, sel->blocks + (size_t)l * k);
+	free(tmp);
+	return 0;
+}
+
+int llm_rekv_select_all(const struct llm_rekv *r, struct llm_selection *sel)
+{
+	uint32_t nb = llm_rekv_blocks(r);
+	sel->blocks = malloc((size_t)r->c.n_layers * (nb ? nb : 1) * sizeof(uint32_t));
+	if (!sel->blocks)
+		return -ENOMEM;
+	sel->n_layers = r->c.n_layers;
+	sel->per_layer = nb;
+	for (uint32_t l = 0; l < r->c.n_layers; l++)
+		for (uint32_t b = 0; b < nb; b++)
+			sel->blocks[(size_t)l * nb + b] = b;
+	return 0;
+}
+
+void llm_selection_free(struct llm_selection *sel)
+{
+	free(sel->blocks);
+	sel->blocks = NULL;
+}
+
+/* ---------------------------------------------------------------- load */
+
+static void from_block(const struct llm_rekv *r, const uint16_t *blk, uint32_t valid,
+		       float *k, float *v, uint32_t cap, uint32_t at)
+{
+	uint32_t hd = r->c.head_dim, H = r->c.n_kv_head, bt = r->bt;
+	const uint16_t *bv = blk + (size_t)H * bt * hd;
+	for (uint32_t h = 0; h < H; h++)
+		for (uint32_t t = 0; t < valid; t++)
+			for (uint32_t d = 0; d < hd; d++) {
+				size_t src = ((size_t)h * bt + t) * hd + d;
+				size_t dst = ((size_t)h * cap + at + t) * hd + d;
+				k[dst] = llm_f16_to_f32(blk[src]);
+				v[dst] = llm_f16_to_f32(bv[src]);
+			}
+}
+
+int llm_rekv_load(struct llm_rekv *r, uint32_t store, const struct llm_selection *sel,
+		  struct llm_kvbuf *kb, uint64_t *bytes)
+{
+	struct llm_kvstore *s = r->stores[store];
+	size_t bb = kvt_block_bytes(&llm_kvstore_config(s)->shape);
+	uint16_t *blk = malloc(bb);
+	if (!blk)
+		return -ENOMEM;
+	uint64_t total = 0;
+	int rc = 0;
+	for (uint32_t l = 0; l < sel->n_layers && rc == 0; l++) {
+		float *k, *v;
+		uint32_t cap, at = 0;
+		llm_kvbuf_layer(kb, l, &k, &v, &cap);
+		for (uint32_t i = 0; i < sel->per_layer && rc == 0; i++) {
+			uint32_t valid = 0;
+			rc = llm_kvstore_read_block(s, l, sel->blocks[(size_t)l * sel->per_layer + i],
+						    blk, bb, &valid);
+			if (rc == 0 && at + valid > cap)
+				rc = -ENOSPC;
+			if (rc == 0) {
+				from_block(r, blk, valid, k, v, cap, at);
+				at += valid;
+				total += bb;
+			}
+		}
+		llm_kvbuf_set_len(kb, l, at);
+	}
+	free(blk);
+	if (bytes)
+		*bytes = total;
+	return rc;
+}

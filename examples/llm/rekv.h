@@ -1,0 +1,93 @@
+/*
+ * rekv.h - ReKV-style long-document QA over a kvtier store.
+ *
+ * Prefill: the document is fed in chunks; each chunk attends to the sink
+ * (its first tokens) and a sliding window of the tokens before it, and
+ * every layer's post-RoPE K and V go to one or more kvtier caches (which
+ * quantize cold blocks and spill them under their budgets). Per block and
+ * kv head the sum of its keys is kept here as retrieval metadata.
+ *
+ * Question: a probe pass runs the question over the sink + window to get
+ * its queries; llm_rekv_select() scores blocks per layer by the cosine of
+ * the block's mean key with the question's mean query (per kv head,
+ * averaged over its GQA group and the question tokens) and keeps the best
+ * under a token budget, plus the sink and the most recent blocks;
+ * llm_rekv_load() makes the chosen blocks resident (read from the store,
+ * decoded) in a KV buffer the answer is then generated over, at positions
+ * after the document's.
+ */
+#ifndef LLM_REKV_H
+#define LLM_REKV_H
+
+#include <stdint.h>
+
+#include "kvbuf.h"
+#include "kvstore.h"
+#include "model.h"
+
+struct llm_rekv_config {
+	uint32_t chunk;  /* prefill chunk in tokens (default 128) */
+	uint32_t window; /* earlier tokens each chunk attends to (default 1024) */
+	uint32_t sink;   /* first tokens always visible and retrieved (default 32) */
+	uint32_t recent; /* last document tokens always retrieved (default 32) */
+};
+
+void llm_rekv_config_init(struct llm_rekv_config *cfg);
+
+struct llm_rekv;
+
+/*
+ * A session over model m for documents of up to max_tokens tokens, writing
+ * to n_stores caches (block size 16.. of theirs must all be equal; they
+ * stay owned by the caller). Errors: -EINVAL, -ENOMEM.
+ */
+int llm_rekv_create(struct llm_model *m, struct llm_pool *pool,
+		    const struct llm_rekv_config *cfg, struct llm_kvstore **stores,
+		    uint32_t n_stores, uint32_t max_tokens, struct llm_rekv **out);
+
+void llm_rekv_free(struct llm_rekv *r);
+
+typedef void (*llm_progress_fn)(void *arg, uint32_t done, uint32_t total);
+
+/* Prefills n more document tokens (the caller's store errors pass through,
+ * e.g. KVT_ENOSPACE). progress may be NULL. */
+int llm_rekv_prefill(struct llm_rekv *r, const int32_t *ids, uint32_t n,
+		     llm_progress_fn progress, void *arg);
+
+uint32_t llm_rekv_tokens(const struct llm_rekv *r);
+uint32_t llm_rekv_blocks(const struct llm_rekv *r);
+uint32_t llm_rekv_block_tokens(const struct llm_rekv *r);
+
+/* Runs the question over sink + window and writes its mean query per layer
+ * and kv head into qmean ([n_layers][n_kv_head][head_dim]). */
+int llm_rekv_probe(struct llm_rekv *r, const int32_t *q, uint32_t nq, float *qmean);
+
+/* Blocks chosen per layer: the same count in every layer, ascending. */
+struct llm_selection {
+	uint32_t n_layers, per_layer;
+	uint32_t *blocks; /* [n_layers][per_layer] */
+};
+
+/*
+ * ReKV selection (see top): at most budget_tokens tokens per layer (at
+ * least the sink and recent blocks). This is the function to swap for
+ * another retrieval policy. sel->blocks is malloc'd; llm_selection_free().
+ */
+int llm_rekv_select(const struct llm_rekv *r, const float *qmean,
+		    uint32_t budget_tokens, struct llm_selection *sel);
+
+/* Every block of the document (the full-cache reference). */
+int llm_rekv_select_all(const struct llm_rekv *r, struct llm_selection *sel);
+
+void llm_selection_free(struct llm_selection *sel);
+
+/*
+ * Makes the selected blocks of store `store` resident: reads and decodes
+ * them into layers of kb (which is reset first; capacity must hold
+ * per_layer * block tokens plus what will be appended). *bytes (may be
+ * NULL) gets the raw bytes made resident. Errors: the store's.
+ */
+int llm_rekv_load(struct llm_rekv *r, uint32_t store, const struct llm_selection *sel,
+		  struct llm_kvbuf *kb, uint64_t *bytes);
+
+#endif /* LLM_REKV_H */
