@@ -88,6 +88,26 @@ static int heading(const char *s, size_t *num_len)
 	return 1;
 }
 
+/* "Chapter N. Title": not "Chapter 7, Basics ..." inside a body. */
+static int chapter(const char *line)
+{
+	if (strncmp(line, "Chapter ", 8) != 0 || !isdigit((unsigned char)line[8]))
+		return 0;
+	const char *p = line + 8;
+	while (isdigit((unsigned char)*p))
+		p++;
+	return *p == '.';
+}
+
+/* A heading may wrap onto the next lines (up to the blank line after it). */
+static size_t heading_len(const char *line)
+{
+	const char *eol = strchr(line, '\n');
+	for (int wraps = 0; eol && eol[1] && eol[1] != '\n' && wraps < 3; wraps++)
+		eol = strchr(eol + 1, '\n');
+	return eol ? (size_t)(eol - line) : strlen(line);
+}
+
 static int add_section(struct llm_faq *f, size_t *cap, size_t begin, size_t nl)
 {
 	if (f->n_sec == *cap) {
@@ -99,15 +119,17 @@ static int add_section(struct llm_faq *f, size_t *cap, size_t begin, size_t nl)
 		*cap = c;
 	}
 	const char *line = f->text + begin;
-	const char *eol = strchr(line, '\n');
-	size_t ll = eol ? (size_t)(eol - line) : strlen(line);
+	size_t ll = heading_len(line);
 	struct llm_faq_section *s = &f->sec[f->n_sec];
 	s->number = strndup(line, nl);
 	s->question = strndup(line + nl + 2, ll - nl - 2);
 	if (!s->number || !s->question)
 		return -ENOMEM;
+	for (char *c = s->question; *c; c++)
+		if (*c == '\n')
+			*c = ' ';
 	s->begin = begin;
-	s->body = begin + ll + (eol != NULL);
+	s->body = begin + ll + (line[ll] == '\n');
 	s->end = f->len;
 	if (f->n_sec > 0 && f->sec[f->n_sec - 1].end > begin)
 		f->sec[f->n_sec - 1].end = begin;
@@ -121,7 +143,7 @@ static int split(struct llm_faq *f)
 	for (size_t i = 0; i < f->len; i = (size_t)(strchr(f->text + i, '\n') - f->text) + 1) {
 		size_t nl;
 		const char *line = f->text + i;
-		if (strncmp(line, "Chapter ", 8) == 0 && f->n_sec > 0)
+		if (chapter(line) && f->n_sec > 0)
 			f->sec[f->n_sec - 1].end = i; /* a chapter title ends a section */
 		if (heading(line, &nl)) {
 			int rc = add_section(f, &cap, i, nl);

@@ -26,7 +26,18 @@ struct llm_rekv {
 
 void llm_rekv_config_init(struct llm_rekv_config *cfg)
 {
-	*cfg = (struct llm_rekv_config){128, 1024, 32, 32};
+	*cfg = (struct llm_rekv_config){128, 1024, 32, 32, 0};
+}
+
+/* Undoes RoPE on one head vector at position pos (see model.h). */
+static void unrope(const struct llm_config *c, float *x, uint32_t pos)
+{
+	for (uint32_t i = 0; i < c->head_dim / 2; i++) {
+		double a = -(double)pos * pow(c->rope_base, -2.0 * i / (double)c->head_dim);
+		float cs = (float)cos(a), sn = (float)sin(a), x0 = x[2 * i], x1 = x[2 * i + 1];
+		x[2 * i] = x0 * cs - x1 * sn;
+		x[2 * i + 1] = x0 * sn + x1 * cs;
+	}
 }
 
 static int alloc_windows(struct llm_rekv *r)
@@ -57,11 +68,11 @@ int llm_rekv_create(struct llm_model *m, struct llm_pool *pool,
 		    const struct llm_rekv_config *cfg, struct llm_kvstore **stores,
 		    uint32_t n_stores, uint32_t max_tokens, struct llm_rekv **out)
 {
-	if (!m || !pool || !cfg || !stores || n_stores == 0 || cfg->chunk == 0 ||
+	if (!m || !pool || !cfg || (!stores && n_stores) || cfg->chunk == 0 ||
 	    max_tokens == 0)
 		return -EINVAL;
 	const struct llm_config *c = llm_model_config(m);
-	uint32_t bt = llm_kvstore_config(stores[0])->shape.block_tokens;
+	uint32_t bt = n_stores ? llm_kvstore_config(stores[0])->shape.block_tokens : 16;
 	for (uint32_t i = 0; i < n_stores; i++) {
 		const struct kvt_shape *s = &llm_kvstore_config(stores[i])->shape;
 		if (s->block_tokens != bt || s->n_layers != c->n_layers ||
@@ -150,12 +161,19 @@ static void window_push(struct llm_rekv *r, uint32_t l, uint32_t T,
 
 static void add_key_sums(struct llm_rekv *r, uint32_t l, uint32_t T, const float *k)
 {
-	size_t kvd = (size_t)r->c.n_kv_head * r->c.head_dim;
+	uint32_t hd = r->c.head_dim;
+	size_t kvd = (size_t)r->c.n_kv_head * hd;
+	float tmp[KVT_MAX_HEAD_DIM];
 	for (uint32_t t = 0; t < T; t++) {
 		uint32_t b = (r->n + t) / r->bt;
 		float *dst = r->ksum + ((size_t)l * r->max_blocks + b) * kvd;
-		for (size_t i = 0; i < kvd; i++)
-			dst[i] += k[(size_t)t * kvd + i];
+		for (uint32_t h = 0; h < r->c.n_kv_head; h++) {
+			memcpy(tmp, k + (size_t)t * kvd + (size_t)h * hd, hd * sizeof(float));
+			if (r->cfg.rope_free)
+				unrope(&r->c, tmp, r->n + t);
+			for (uint32_t d = 0; d < hd; d++)
+				dst[(size_t)h * hd + d] += tmp[d];
+		}
 	}
 }
 
@@ -215,11 +233,15 @@ static int probe_emit(void *arg, uint32_t l, uint32_t T, const float *q,
 	(void)k, (void)v;
 	struct llm_rekv *r = arg;
 	uint32_t hd = r->c.head_dim, group = r->c.n_head / r->c.n_kv_head;
-	float *acc = r->qacc + (size_t)l * r->c.n_kv_head * hd;
+	float *acc = r->qacc + (size_t)l * r->c.n_kv_head * hd, tmp[KVT_MAX_HEAD_DIM];
 	for (uint32_t t = 0; t < T; t++)
-		for (uint32_t h = 0; h < r->c.n_head; h++)
+		for (uint32_t h = 0; h < r->c.n_head; h++) {
+			memcpy(tmp, q + ((size_t)t * r->c.n_head + h) * hd, hd * sizeof(float));
+			if (r->cfg.rope_free)
+				unrope(&r->c, tmp, r->n + t);
 			for (uint32_t d = 0; d < hd; d++)
-				acc[(h / group) * hd + d] += q[((size_t)t * r->c.n_head + h) * hd + d];
+				acc[(h / group) * hd + d] += tmp[d];
+		}
 	return 0;
 }
 
@@ -267,24 +289,39 @@ static float cosine(const float *a, const float *b, uint32_t n)
 	return aa > 0 && bb > 0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
 }
 
-/* Forced blocks first (sink, recent), then the best-scoring others. */
-static void select_layer(const struct llm_rekv *r, const float *qmean, uint32_t l,
-			 uint32_t k, struct scored *tmp, uint32_t *out)
+static float block_score(const struct llm_rekv *r, const float *qmean, uint32_t l,
+			 uint32_t b)
 {
-	uint32_t nb = llm_rekv_blocks(r), hd = r->c.head_dim, H = r->c.n_kv_head;
+	uint32_t hd = r->c.head_dim, H = r->c.n_kv_head;
+	const float *ks = r->ksum + ((size_t)l * r->max_blocks + b) * H * hd;
+	float s = 0;
+	for (uint32_t h = 0; h < H; h++)
+		s += cosine(qmean + ((size_t)l * H + h) * hd, ks + (size_t)h * hd, hd);
+	return s / (float)H;
+}
+
+int llm_rekv_score(const struct llm_rekv *r, const float *qmean, float *scores)
+{
+	uint32_t nb = llm_rekv_blocks(r);
+	for (uint32_t l = 0; l < r->c.n_layers; l++)
+		for (uint32_t b = 0; b < nb; b++)
+			scores[(size_t)l * nb + b] = block_score(r, qmean, l, b);
+	return 0;
+}
+
+/* Forced blocks first (sink, recent), then the best-scoring others. */
+static void select_layer(const struct llm_rekv *r, const float *scores, uint32_t k,
+			 struct scored *tmp, uint32_t *out)
+{
+	uint32_t nb = llm_rekv_blocks(r);
 	uint32_t sink_b = (r->cfg.sink + r->bt - 1) / r->bt;
 	uint32_t recent_first = r->n > r->cfg.recent ? (r->n - r->cfg.recent) / r->bt : 0;
 	uint32_t m = 0, o = 0;
 	for (uint32_t b = 0; b < nb; b++) {
-		if (b < sink_b || b >= recent_first) {
+		if (b < sink_b || b >= recent_first)
 			out[o++] = b;
-			continue;
-		}
-		const float *ks = r->ksum + ((size_t)l * r->max_blocks + b) * H * hd;
-		float s = 0;
-		for (uint32_t h = 0; h < H; h++)
-			s += cosine(qmean + ((size_t)l * H + h) * hd, ks + (size_t)h * hd, hd);
-		tmp[m++] = (struct scored){s, b};
+		else
+			tmp[m++] = (struct scored){scores[b], b};
 	}
 	qsort(tmp, m, sizeof(*tmp), by_score_desc);
 	for (uint32_t i = 0; o < k && i < m; i++)
@@ -302,8 +339,8 @@ static uint32_t forced_blocks(const struct llm_rekv *r)
 	return f < nb ? f : nb;
 }
 
-int llm_rekv_select(const struct llm_rekv *r, const float *qmean,
-		    uint32_t budget_tokens, struct llm_selection *sel)
+int llm_rekv_select_scores(const struct llm_rekv *r, const float *scores,
+			   uint32_t budget_tokens, struct llm_selection *sel)
 {
 	uint32_t nb = llm_rekv_blocks(r), k = budget_tokens / r->bt;
 	uint32_t f = forced_blocks(r);
@@ -318,9 +355,20 @@ int llm_rekv_select(const struct llm_rekv *r, const float *qmean,
 	sel->n_layers = r->c.n_layers;
 	sel->per_layer = k;
 	for (uint32_t l = 0; l < r->c.n_layers; l++)
-		select_layer(r, qmean, l, k, tmp, sel->blocks + (size_t)l * k);
+		select_layer(r, scores + (size_t)l * nb, k, tmp, sel->blocks + (size_t)l * k);
 	free(tmp);
 	return 0;
+}
+
+int llm_rekv_select(const struct llm_rekv *r, const float *qmean,
+		    uint32_t budget_tokens, struct llm_selection *sel)
+{
+	float *scores = malloc(((size_t)r->c.n_layers * llm_rekv_blocks(r) + 1) * sizeof(float));
+	int rc = scores ? llm_rekv_score(r, qmean, scores) : -ENOMEM;
+	if (rc == 0)
+		rc = llm_rekv_select_scores(r, scores, budget_tokens, sel);
+	free(scores);
+	return rc;
 }
 
 int llm_rekv_select_all(const struct llm_rekv *r, struct llm_selection *sel)

@@ -1,0 +1,548 @@
+/*
+ * bench_llm_qa - quality and speed of the store in the loop on a real
+ * model (SmolLM2-135M, Debian FAQ; see examples/llm/qa_demo.c).
+ *
+ * The document prefix is prefilled once into several kvtier caches that
+ * differ only in their cold codec (raw, KIVI-2, KIVI-4, ZipCache when the
+ * codec is built). Per question, the reference is full-cache attention:
+ * every document block, unquantized, then a greedy answer A. Each
+ * (codec, budget) pair retrieves blocks (ReKV selection), loads them from
+ * its cache and is scored teacher-forced on A: the share of answer
+ * positions whose greedy token equals A's (agreement) and the mean
+ * KL(full || retrieved) of the next-token distributions. Retrieval is
+ * also scored by evidence recall (qa.h). Prefill speed is reported
+ * against the same prefill without the store (model alone), in one run.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kvstore.h"
+#include "qa.h"
+
+#define MAX_BUDGETS 8
+#define N_CODECS 4
+
+struct opts {
+	const char *model;
+	uint32_t tokens, questions, max_new, threads, n_budgets;
+	uint32_t budgets[MAX_BUDGETS];
+	int free_run, recall_only, rope_free;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: bench_llm_qa [--tokens N] [--questions N] [--max-new N]\n"
+		"                    [--budgets P,P,..] [--free-run] [--threads T] [--model PATH]\n"
+		"Answer agreement and logit KL vs full-cache attention for retrieval budgets\n"
+		"(%% of the document) x cold codecs (raw, KIVI-2, KIVI-4, ZipCache), evidence\n"
+		"recall of retrieval, and prefill tokens/s with and without the store.\n"
+		"  --tokens N     document prefix (default 2048)\n"
+		"  --questions N  questions, spread over the prefix's sections (default 6)\n"
+		"  --max-new N    reference answer length at most (default 24)\n"
+		"  --budgets LIST retrieval budgets in %% (default 5,10,20,100)\n"
+		"  --free-run     also generate freely per config: exact-answer rate\n"
+		"  --recall-only  only retrieval recall (no answers; fast)\n"
+		"  --rope-free    score blocks with RoPE undone (llm_rekv_config.rope_free)\n"
+		"  --threads T    worker threads (default: online CPUs)\n");
+}
+
+static int parse_budgets(const char *s, struct opts *o)
+{
+	o->n_budgets = 0;
+	for (char *end; *s && o->n_budgets < MAX_BUDGETS; s = *end ? end + 1 : end) {
+		unsigned long v = strtoul(s, &end, 10);
+		if (end == s || v == 0 || v > 100)
+			return -1;
+		o->budgets[o->n_budgets++] = (uint32_t)v;
+	}
+	return o->n_budgets ? 0 : -1;
+}
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{"model", 1, 0, 'm'}, {"tokens", 1, 0, 'n'}, {"questions", 1, 0, 'q'},
+		{"max-new", 1, 0, 'x'}, {"budgets", 1, 0, 'b'}, {"free-run", 0, 0, 'f'},
+		{"threads", 1, 0, 't'}, {"recall-only", 0, 0, 'r'}, {"rope-free", 0, 0, 'R'},
+		{"help", 0, 0, 'h'}, {0, 0, 0, 0},
+	};
+	*o = (struct opts){".model/SmolLM2-135M-Instruct.Q4_1.gguf", 2048, 6, 24, 0, 4,
+			   {5, 10, 20, 100}, 0, 0, 0};
+	int c;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		uint32_t v = optarg ? (uint32_t)strtoul(optarg, NULL, 10) : 0;
+		switch (c) {
+		case 'm': o->model = optarg; break;
+		case 'n': o->tokens = v; break;
+		case 'q': o->questions = v; break;
+		case 'x': o->max_new = v; break;
+		case 'b': if (parse_budgets(optarg, o)) { usage(stderr); return -1; } break;
+		case 'f': o->free_run = 1; break;
+		case 'r': o->recall_only = 1; break;
+		case 'R': o->rope_free = 1; break;
+		case 't': o->threads = v; break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return -1;
+		}
+	}
+	if (optind != argc || o->tokens < 256 || o->questions == 0 || o->max_new == 0) {
+		usage(stderr);
+		return -1;
+	}
+	return 0;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static const char *codec_name[N_CODECS] = {"raw", "KIVI-2", "KIVI-4", "ZipCache"};
+
+struct cell {
+	uint64_t agree, positions, exact, answers;
+	double kl;
+};
+
+struct bench {
+	struct opts o;
+	struct llm_gguf *g;
+	struct llm_model *m;
+	struct llm_tok *tok;
+	struct llm_pool *pool;
+	struct llm_faq faq;
+	struct llm_qa_doc doc;
+	struct kvt_store *store;
+	struct llm_kvstore *kv[N_CODECS];
+	int have[N_CODECS];
+	uint32_t n_kv, idx[N_CODECS]; /* codec -> store index in rk */
+	struct llm_rekv *rk;
+	struct cell cell[N_CODECS][MAX_BUDGETS];
+	double recall[MAX_BUDGETS], oracle[MAX_BUDGETS], mass[MAX_BUDGETS], omass[MAX_BUDGETS];
+	uint32_t n_q;
+	char err[512];
+};
+
+static int load(struct bench *b)
+{
+	int rc = llm_gguf_open(b->o.model, &b->g, b->err, sizeof(b->err));
+	if (rc == -ENOENT)
+		snprintf(b->err, sizeof(b->err), "%s: missing; run scripts/fetch_model.sh",
+			 b->o.model);
+	if (rc == 0)
+		rc = llm_model_load(b->g, &b->m, b->err, sizeof(b->err));
+	if (rc == 0)
+		rc = llm_tok_load(b->g, &b->tok, b->err, sizeof(b->err));
+	if (rc == 0)
+		rc = llm_pool_create(b->o.threads, &b->pool);
+	if (rc == 0)
+		rc = llm_faq_load(LLM_FAQ_PATH, &b->faq, b->err, sizeof(b->err));
+	if (rc == 0)
+		rc = llm_qa_doc_build(b->tok, &b->faq, b->o.tokens, &b->doc);
+	return rc;
+}
+
+static int open_caches(struct bench *b)
+{
+	const struct llm_config *c = llm_model_config(b->m);
+	struct kvt_store_config sc;
+	kvt_store_config_init(&sc);
+	sc.host_bytes = 4ull << 30;
+	int rc = kvt_store_open(&sc, &b->store);
+	for (int k = 0; k < N_CODECS && rc == 0; k++) {
+		struct kvt_cache_config cc;
+		kvt_cache_config_init(&cc);
+		cc.shape.n_layers = c->n_layers;
+		cc.shape.n_kv_heads = c->n_kv_head;
+		cc.shape.head_dim = c->head_dim;
+		if (k == 1 || k == 2) {
+			kvt_codec_params_init(&cc.cold, KVT_CODEC_KIVI);
+			cc.cold.bits = k == 1 ? 2 : 4;
+		} else if (k == 3) {
+			kvt_codec_params_init(&cc.cold, KVT_CODEC_ZIPCACHE);
+		}
+		char name[32];
+		snprintf(name, sizeof(name), "bench-%s", codec_name[k]);
+		int r = llm_kvstore_local(b->store, name, &cc, &b->kv[b->n_kv]);
+		if (r == KVT_ECODEC) {
+			printf("%s: not available in this build (%s), skipped\n", codec_name[k],
+			       kvt_strerror(r));
+			continue;
+		}
+		rc = r;
+		b->have[k] = rc == 0;
+		b->idx[k] = b->n_kv++;
+	}
+	return rc;
+}
+
+static int timed_prefill(struct bench *b, uint32_t n_stores, double *tps)
+{
+	struct llm_rekv_config rc_cfg;
+	struct llm_rekv *rk = NULL;
+	llm_rekv_config_init(&rc_cfg);
+	rc_cfg.rope_free = b->o.rope_free;
+	int rc = llm_rekv_create(b->m, b->pool, &rc_cfg, b->kv, n_stores, b->doc.n, &rk);
+	double t0 = now();
+	if (rc == 0)
+		rc = llm_rekv_prefill(rk, b->doc.ids, b->doc.n, NULL, NULL);
+	*tps = b->doc.n / (now() - t0);
+	if (rc == 0 && n_stores) {
+		b->rk = rk;
+		return 0;
+	}
+	llm_rekv_free(rk);
+	return rc;
+}
+
+static int prefill(struct bench *b)
+{
+	double alone, with;
+	printf("document: Debian FAQ prefix of %u tokens, %u sections inside; "
+	       "chunk 128, window 1024\n", b->doc.n, b->doc.n_sec);
+	fflush(stdout);
+	int rc = timed_prefill(b, 0, &alone);
+	if (rc == 0)
+		rc = timed_prefill(b, b->n_kv, &with);
+	if (rc == 0)
+		printf("prefill: model alone %.1f tokens/s; into %u kvtier caches %.1f tokens/s "
+		       "(ratio %.3f)\n", alone, b->n_kv, with, with / alone);
+	struct kvt_stats st;
+	if (rc == 0 && kvt_store_stats(b->store, &st) == 0)
+		for (int k = 0; k < N_CODECS; k++) {
+			struct kvt_cache_info inf;
+			if (b->have[k] && llm_kvstore_info(b->kv[b->idx[k]], &inf) == 0)
+				printf("  cache %-8s raw %.2f MiB stored %.2f MiB (x%.2f)\n",
+				       codec_name[k], inf.raw_bytes / 1048576.0,
+				       inf.stored_bytes / 1048576.0,
+				       (double)inf.raw_bytes / (double)inf.stored_bytes);
+		}
+	return rc;
+}
+
+/* Teacher-forced logits of A over the blocks `sel` of store s. */
+static int forced_logits(struct bench *b, uint32_t s, const struct llm_selection *sel,
+			 const int32_t *seq, uint32_t nq, uint32_t na, float *logits)
+{
+	const struct llm_config *c = llm_model_config(b->m);
+	struct llm_kvbuf *kb;
+	struct llm_hooks hk;
+	int rc = llm_kvbuf_create(c, sel->per_layer * llm_rekv_block_tokens(b->rk) + nq + na,
+				  &kb);
+	if (rc == 0)
+		rc = llm_rekv_load(b->rk, s, sel, kb, NULL);
+	llm_kvbuf_hooks(kb, &hk);
+	if (rc == 0)
+		rc = llm_forward(b->m, b->pool, seq, nq + na - 1, b->doc.n, &hk, logits, na);
+	llm_kvbuf_free(kb);
+	return rc;
+}
+
+static int free_answer(struct bench *b, uint32_t s, const struct llm_selection *sel,
+		       const int32_t *q, uint32_t nq, int32_t *out, uint32_t *got)
+{
+	const struct llm_config *c = llm_model_config(b->m);
+	struct llm_kvbuf *kb;
+	int rc = llm_kvbuf_create(c, sel->per_layer * llm_rekv_block_tokens(b->rk) + nq +
+					     b->o.max_new, &kb);
+	if (rc == 0)
+		rc = llm_rekv_load(b->rk, s, sel, kb, NULL);
+	if (rc == 0)
+		rc = llm_generate(b->m, b->pool, kb, q, nq, b->doc.n, b->o.max_new,
+				  llm_tok_eos(b->tok), out, got, NULL);
+	llm_kvbuf_free(kb);
+	return rc;
+}
+
+static void log_softmax(float *x, uint32_t n)
+{
+	double mx = x[0], sum = 0;
+	for (uint32_t i = 1; i < n; i++)
+		mx = x[i] > mx ? x[i] : mx;
+	for (uint32_t i = 0; i < n; i++)
+		sum += exp(x[i] - mx);
+	float lse = (float)(mx + log(sum));
+	for (uint32_t i = 0; i < n; i++)
+		x[i] -= lse;
+}
+
+static void score(struct cell *cl, const float *ref, float *got, const int32_t *ans,
+		  uint32_t na, uint32_t vocab)
+{
+	for (uint32_t t = 0; t < na; t++) {
+		float *g = got + (size_t)t * vocab;
+		const float *r = ref + (size_t)t * vocab;
+		cl->agree += (int32_t)llm_argmax(g, vocab) == ans[t];
+		log_softmax(g, vocab);
+		double kl = 0;
+		for (uint32_t v = 0; v < vocab; v++)
+			kl += exp(r[v]) * (r[v] - g[v]);
+		cl->kl += kl;
+		cl->positions++;
+	}
+}
+
+/* Oracle selection: blocks ranked by the attention mass the question's own
+ * queries give them over the full cache (the upper bound of retrieval). */
+struct oracle {
+	struct llm_kvbuf *kb;
+	struct llm_hooks inner;
+	const struct llm_config *c;
+	uint32_t n_doc, bt, nb;
+	float *mass; /* [layer][block] */
+};
+
+static int oracle_emit(void *arg, uint32_t l, uint32_t T, const float *q, const float *k,
+		       const float *v)
+{
+	struct oracle *o = arg;
+	const struct llm_config *c = o->c;
+	uint32_t hd = c->head_dim, group = c->n_head / c->n_kv_head, cap;
+	float *K, *V, *p = malloc(o->n_doc * sizeof(float));
+	if (!p)
+		return -ENOMEM;
+	llm_kvbuf_layer(o->kb, l, &K, &V, &cap);
+	for (uint32_t t = 0; t < T; t++)
+		for (uint32_t h = 0; h < c->n_head; h++) {
+			const float *qv = q + ((size_t)t * c->n_head + h) * hd;
+			const float *kh = K + (size_t)(h / group) * cap * hd;
+			float mx = -INFINITY;
+			double sum = 0;
+			for (uint32_t j = 0; j < o->n_doc; j++) {
+				float d = 0;
+				for (uint32_t i = 0; i < hd; i++)
+					d += qv[i] * kh[(size_t)j * hd + i];
+				p[j] = d / sqrtf((float)hd);
+				mx = p[j] > mx ? p[j] : mx;
+			}
+			for (uint32_t j = 0; j < o->n_doc; j++)
+				sum += (p[j] = expf(p[j] - mx));
+			for (uint32_t j = 0; j < o->n_doc; j++)
+				o->mass[(size_t)l * o->nb + j / o->bt] += (float)(p[j] / sum);
+		}
+	free(p);
+	return o->inner.emit(o->inner.arg, l, T, q, k, v);
+}
+
+static int oracle_context(void *arg, uint32_t l, struct llm_ctx_view *view)
+{
+	struct oracle *o = arg;
+	return o->inner.context(o->inner.arg, l, view);
+}
+
+static int oracle_scores(struct bench *b, const int32_t *q, uint32_t nq, float *scores)
+{
+	const struct llm_config *c = llm_model_config(b->m);
+	struct llm_selection all = {0};
+	struct oracle o = {.c = c, .n_doc = b->doc.n, .bt = llm_rekv_block_tokens(b->rk),
+			   .nb = llm_rekv_blocks(b->rk), .mass = scores};
+	memset(scores, 0, (size_t)c->n_layers * o.nb * sizeof(float));
+	int rc = llm_rekv_select_all(b->rk, &all);
+	if (rc == 0)
+		rc = llm_kvbuf_create(c, b->doc.n + nq, &o.kb);
+	if (rc == 0)
+		rc = llm_rekv_load(b->rk, b->idx[0], &all, o.kb, NULL);
+	if (rc == 0) {
+		llm_kvbuf_hooks(o.kb, &o.inner);
+		struct llm_hooks hk = {oracle_context, oracle_emit, &o};
+		rc = llm_forward(b->m, b->pool, q, nq, b->doc.n, &hk, NULL, 0);
+	}
+	llm_kvbuf_free(o.kb);
+	llm_selection_free(&all);
+	return rc;
+}
+
+/* Share of the question's full-cache attention mass on the selected blocks. */
+static double mass_covered(const float *mass, uint32_t nb, const struct llm_selection *sel)
+{
+	double in = 0, all = 0;
+	for (uint32_t l = 0; l < sel->n_layers; l++) {
+		for (uint32_t i = 0; i < nb; i++)
+			all += mass[(size_t)l * nb + i];
+		for (uint32_t i = 0; i < sel->per_layer; i++)
+			in += mass[(size_t)l * nb + sel->blocks[(size_t)l * sel->per_layer + i]];
+	}
+	return all > 0 ? in / all : 0;
+}
+
+struct qctx {
+	int32_t *q, *ans, *seq, *alt;
+	uint32_t nq, na;
+	float *qmean, *ref, *got;
+};
+
+static int reference(struct bench *b, uint32_t s, struct qctx *x)
+{
+	const struct llm_config *c = llm_model_config(b->m);
+	struct llm_selection all = {0};
+	int rc = llm_qa_question(b->tok, b->faq.sec[s].question, &x->q, &x->nq);
+	if (rc == 0)
+		rc = llm_rekv_probe(b->rk, x->q, x->nq, x->qmean);
+	if (rc == 0)
+		rc = llm_rekv_select_all(b->rk, &all);
+	if (rc == 0)
+		rc = free_answer(b, b->idx[0], &all, x->q, x->nq, x->ans, &x->na);
+	if (rc == 0 && !(x->seq = malloc((x->nq + x->na) * sizeof(int32_t))))
+		rc = -ENOMEM;
+	if (rc == 0) {
+		memcpy(x->seq, x->q, x->nq * sizeof(int32_t));
+		memcpy(x->seq + x->nq, x->ans, x->na * sizeof(int32_t));
+		x->ref = malloc((size_t)x->na * c->vocab * sizeof(float));
+		x->got = malloc((size_t)x->na * c->vocab * sizeof(float));
+		rc = x->ref && x->got ? forced_logits(b, b->idx[0], &all, x->seq, x->nq, x->na, x->ref)
+				      : -ENOMEM;
+	}
+	for (uint32_t t = 0; rc == 0 && t < x->na; t++)
+		log_softmax(x->ref + (size_t)t * c->vocab, c->vocab);
+	llm_selection_free(&all);
+	return rc;
+}
+
+static int one_config(struct bench *b, struct qctx *x, int k, uint32_t bi,
+		      const struct llm_selection *sel)
+{
+	const struct llm_config *c = llm_model_config(b->m);
+	struct cell *cl = &b->cell[k][bi];
+	int rc = forced_logits(b, b->idx[k], sel, x->seq, x->nq, x->na, x->got);
+	if (rc == 0)
+		score(cl, x->ref, x->got, x->ans, x->na, c->vocab);
+	if (rc == 0 && b->o.free_run) {
+		uint32_t got = 0;
+		rc = free_answer(b, b->idx[k], sel, x->q, x->nq, x->alt, &got);
+		cl->exact += rc == 0 && got == x->na &&
+			     memcmp(x->alt, x->ans, got * sizeof(int32_t)) == 0;
+		cl->answers++;
+	}
+	return rc;
+}
+
+static int question(struct bench *b, uint32_t s)
+{
+	const struct llm_config *c = llm_model_config(b->m);
+	struct qctx x = {0};
+	x.ans = malloc(b->o.max_new * sizeof(int32_t));
+	x.alt = malloc(b->o.max_new * sizeof(int32_t));
+	x.qmean = malloc((size_t)c->n_layers * c->n_kv_head * c->head_dim * sizeof(float));
+	int rc = x.ans && x.alt && x.qmean ? 0 : -ENOMEM;
+	if (rc == 0 && b->o.recall_only) {
+		rc = llm_qa_question(b->tok, b->faq.sec[s].question, &x.q, &x.nq);
+		if (rc == 0)
+			rc = llm_rekv_probe(b->rk, x.q, x.nq, x.qmean);
+	} else if (rc == 0) {
+		rc = reference(b, s, &x);
+	}
+	float *osc = malloc((size_t)c->n_layers * llm_rekv_blocks(b->rk) * sizeof(float));
+	if (rc == 0)
+		rc = osc ? oracle_scores(b, x.q, x.nq, osc) : -ENOMEM;
+	for (uint32_t bi = 0; bi < b->o.n_budgets && rc == 0; bi++) {
+		struct llm_selection sel = {0}, os = {0};
+		uint32_t budget = (uint32_t)((uint64_t)b->doc.n * b->o.budgets[bi] / 100);
+		uint32_t bt = llm_rekv_block_tokens(b->rk);
+		rc = llm_rekv_select_scores(b->rk, osc, budget, &os);
+		if (rc == 0) {
+			b->oracle[bi] += llm_qa_recall(&b->doc, s, bt, &os);
+			b->omass[bi] += mass_covered(osc, llm_rekv_blocks(b->rk), &os);
+		}
+		llm_selection_free(&os);
+		if (rc == 0)
+			rc = llm_rekv_select(b->rk, x.qmean, budget, &sel);
+		if (rc == 0) {
+			b->recall[bi] += llm_qa_recall(&b->doc, s, bt, &sel);
+			b->mass[bi] += mass_covered(osc, llm_rekv_blocks(b->rk), &sel);
+		}
+		for (int k = 0; k < N_CODECS && rc == 0 && !b->o.recall_only; k++)
+			if (b->have[k])
+				rc = one_config(b, &x, k, bi, &sel);
+		llm_selection_free(&sel);
+	}
+	free(x.q); free(x.ans); free(x.seq); free(x.alt);
+	free(x.qmean); free(x.ref); free(x.got); free(osc);
+	return rc;
+}
+
+static void report(const struct bench *b)
+{
+	printf("\n%u questions; per cell: answer-token agreement (teacher-forced on the "
+	       "full-cache answer) / mean KL(full||retrieved) nats%s\n", b->n_q,
+	       b->o.free_run ? " / identical free-run answers" : "");
+	printf("%-9s", "budget");
+	for (int k = 0; k < N_CODECS; k++)
+		if (b->have[k])
+			printf(" %-26s", codec_name[k]);
+	printf(" recall (oracle)  attention mass (oracle)\n");
+	for (uint32_t bi = 0; bi < b->o.n_budgets; bi++) {
+		printf("%6u%%  ", b->o.budgets[bi]);
+		for (int k = 0; k < N_CODECS; k++) {
+			const struct cell *cl = &b->cell[k][bi];
+			if (!b->have[k])
+				continue;
+			char s[64];
+			int n = snprintf(s, sizeof(s), "%.3f / %.4f", cl->positions ? (double)cl->agree / cl->positions : 0,
+				 cl->positions ? cl->kl / cl->positions : 0);
+			if (b->o.free_run)
+				snprintf(s + n, sizeof(s) - (size_t)n, " / %llu/%llu",
+					 (unsigned long long)cl->exact, (unsigned long long)cl->answers);
+			printf(" %-26s", s);
+		}
+		double nq = b->n_q ? b->n_q : 1;
+		printf(" %.3f (%.3f)    %.3f (%.3f)\n", b->recall[bi] / nq, b->oracle[bi] / nq,
+		       b->mass[bi] / nq, b->omass[bi] / nq);
+	}
+}
+
+static int run(struct bench *b)
+{
+	int rc = load(b);
+	if (rc == 0)
+		rc = open_caches(b);
+	if (rc == 0)
+		rc = prefill(b);
+	uint32_t n = b->o.questions < b->doc.n_sec ? b->o.questions : b->doc.n_sec;
+	double t0 = now();
+	for (uint32_t i = 0; i < n && rc == 0; i++) {
+		uint32_t s = (uint32_t)((uint64_t)i * b->doc.n_sec / n);
+		fprintf(stderr, "\r  question %u/%u (section %s)   ", i + 1, n, b->faq.sec[s].number);
+		rc = question(b, s);
+		b->n_q += rc == 0;
+	}
+	fprintf(stderr, "\n");
+	if (rc == 0) {
+		report(b);
+		printf("questions took %.1f s\n", now() - t0);
+	}
+	return rc;
+}
+
+static void cleanup(struct bench *b)
+{
+	llm_rekv_free(b->rk);
+	for (uint32_t i = 0; i < b->n_kv; i++)
+		llm_kvstore_close(b->kv[i]);
+	kvt_store_close(b->store);
+	llm_qa_doc_free(&b->doc);
+	llm_faq_free(&b->faq);
+	llm_pool_free(b->pool);
+	llm_tok_free(b->tok);
+	llm_model_free(b->m);
+	llm_gguf_close(b->g);
+}
+
+int main(int argc, char **argv)
+{
+	static struct bench b;
+	if (parse(argc, argv, &b.o))
+		return 2;
+	int rc = run(&b);
+	if (rc)
+		fprintf(stderr, "bench_llm_qa: %s\n", b.err[0] ? b.err : kvt_strerror(rc));
+	cleanup(&b);
+	return rc ? 1 : 0;
+}
