@@ -251,13 +251,14 @@ static int free_answer(struct bench *b, uint32_t s, const struct llm_selection *
 {
 	const struct llm_config *c = llm_model_config(b->m);
 	struct llm_kvbuf *kb;
+	int32_t stops[3];
 	int rc = llm_kvbuf_create(c, sel->per_layer * llm_rekv_block_tokens(b->rk) + nq +
 					     b->o.max_new, &kb);
 	if (rc == 0)
 		rc = llm_rekv_load(b->rk, s, sel, kb, NULL);
 	if (rc == 0)
-		rc = llm_generate(b->m, b->pool, kb, q, nq, b->doc.n, b->o.max_new,
-				  llm_tok_eos(b->tok), out, got, NULL);
+		rc = llm_generate(b->m, b->pool, kb, q, nq, b->doc.n, b->o.max_new, stops,
+				  llm_qa_stops(b->tok, stops), out, got, NULL);
 	llm_kvbuf_free(kb);
 	return rc;
 }

@@ -104,7 +104,7 @@ void llm_kvbuf_hooks(struct llm_kvbuf *b, struct llm_hooks *out)
 
 int llm_generate(struct llm_model *m, struct llm_pool *pool, struct llm_kvbuf *b,
 		 const int32_t *prompt, uint32_t n, uint32_t pos0, uint32_t max_new,
-		 int32_t eos,
+		 const int32_t *stops, uint32_t n_stops,
 		 int32_t *out, uint32_t *n_out, float *logits_out)
 {
 	const struct llm_config *c = llm_model_config(m);
@@ -121,7 +121,10 @@ int llm_generate(struct llm_model *m, struct llm_pool *pool, struct llm_kvbuf *b
 			memcpy(logits_out + (size_t)produced * c->vocab, logits,
 			       (size_t)c->vocab * sizeof(float));
 		out[produced++] = id;
-		if (id == eos || produced == max_new)
+		int stop = produced == max_new;
+		for (uint32_t i = 0; i < n_stops; i++)
+			stop |= id == stops[i];
+		if (stop)
 			break;
 		rc = llm_forward(m, pool, &id, 1, pos0 + n + produced - 1, &hk, logits, 1);
 	}

@@ -37,14 +37,13 @@ void llm_kvbuf_layer(struct llm_kvbuf *b, uint32_t l, float **k, float **v,
 
 /*
  * Feeds prompt (n ids, appended after what b holds, at positions pos0 ..)
- * and then greedily
- * generates up to max_new ids into out (stops after eos, which is
- * included, when eos >= 0). *n_out gets the count. If logits_out is not
+ * and then greedily generates up to max_new ids into out, stopping after
+ * any of the n_stops ids in stops (included in out). *n_out gets the count. If logits_out is not
  * NULL it receives the logits of each generated step ([max_new][vocab]).
  */
 int llm_generate(struct llm_model *m, struct llm_pool *pool, struct llm_kvbuf *b,
 		 const int32_t *prompt, uint32_t n, uint32_t pos0, uint32_t max_new,
-		 int32_t eos,
+		 const int32_t *stops, uint32_t n_stops,
 		 int32_t *out, uint32_t *n_out, float *logits_out);
 
 #endif /* LLM_KVBUF_H */

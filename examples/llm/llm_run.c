@@ -97,10 +97,11 @@ static int run(const struct opts *o, struct llm_model *m, struct llm_tok *tok,
 		rc = llm_kvbuf_create(llm_model_config(m), (uint32_t)n + o->n + 1, &kb);
 	out = malloc((o->n + 1) * sizeof(int32_t));
 	uint32_t got = 0;
+	int32_t eos = llm_tok_eos(tok);
 	double t0 = now();
 	if (rc == 0 && out)
-		rc = llm_generate(m, pool, kb, ids, (uint32_t)n, 0, o->n, llm_tok_eos(tok),
-				  out, &got, NULL);
+		rc = llm_generate(m, pool, kb, ids, (uint32_t)n, 0, o->n, &eos, 1, out, &got,
+				  NULL);
 	double t1 = now();
 	char *ans = NULL;
 	size_t alen;

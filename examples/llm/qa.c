@@ -140,3 +140,17 @@ double llm_qa_recall(const struct llm_qa_doc *d, uint32_t s, uint32_t bt,
 	}
 	return sel->n_layers ? sum / sel->n_layers : 0;
 }
+
+uint32_t llm_qa_stops(const struct llm_tok *tok, int32_t stops[3])
+{
+	uint32_t n = 0;
+	int32_t id;
+	if (llm_tok_eos(tok) >= 0)
+		stops[n++] = llm_tok_eos(tok);
+	/* "\n" and "\n\n" in the byte-level alphabet (U+010A) */
+	if (llm_tok_find(tok, "\xc4\x8a", &id) == 0)
+		stops[n++] = id;
+	if (llm_tok_find(tok, "\xc4\x8a\xc4\x8a", &id) == 0)
+		stops[n++] = id;
+	return n;
+}

@@ -33,6 +33,11 @@ void llm_qa_doc_free(struct llm_qa_doc *d);
 int llm_qa_question(const struct llm_tok *tok, const char *question, int32_t **ids,
 		    uint32_t *n);
 
+/* Tokens an answer stops at: eos (<|im_end|>) and the end of its first
+ * line (after which this small model tends to repeat itself). Returns the
+ * count (<= 3) written to stops. */
+uint32_t llm_qa_stops(const struct llm_tok *tok, int32_t stops[3]);
+
 /* Section (index) holding token t, or -1 for the header / chapter titles. */
 int llm_qa_section_of(const struct llm_qa_doc *d, uint32_t t);
 

@@ -37,7 +37,8 @@ static void usage(FILE *f)
 		"  --faq PATH        FAQ text (default " LLM_FAQ_PATH ")\n"
 		"  --socket PATH     use the kvtierd at PATH (default: an in-process store)\n"
 		"  --data-dir DIR    in-process store: disk tier directory (default: none)\n"
-		"  --host-mib M      in-process store: host budget in MiB (default 16)\n"
+		"  --host-mib M      in-process store: host budget in MiB (default 256, or 8\n"
+		"                    with --data-dir so that cold blocks spill to disk)\n"
 		"  --tokens N        document prefix to prefill (default 4096)\n"
 		"  --full            prefill the whole FAQ (about 45k tokens)\n"
 		"  --questions N     questions to ask (default 5)\n"
@@ -60,7 +61,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{0, 0, 0, 0},
 	};
 	*o = (struct opts){".model/SmolLM2-135M-Instruct.Q4_1.gguf", NULL, NULL,
-			   LLM_FAQ_PATH, 4096, 5, 10, 2, 48, 0, 16, {0}};
+			   LLM_FAQ_PATH, 4096, 5, 10, 2, 48, 0, 0, {0}};
 	llm_rekv_config_init(&o->rk);
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -165,7 +166,7 @@ static int open_store(struct demo *d)
 		struct kvt_store_config sc;
 		kvt_store_config_init(&sc);
 		sc.data_dir = d->o.data_dir;
-		sc.host_bytes = d->o.host_mib << 20;
+		sc.host_bytes = (d->o.host_mib ? d->o.host_mib : d->o.data_dir ? 8 : 256) << 20;
 		rc = kvt_store_open(&sc, &d->store);
 		if (rc == 0)
 			rc = llm_kvstore_local(d->store, name, &cc, &d->kv);
@@ -222,10 +223,13 @@ static void print_blocks(const struct demo *d, const struct llm_selection *sel)
 	uint32_t *cnt = calloc(nb, sizeof(uint32_t));
 	if (!cnt)
 		return;
+	uint32_t forced = 0;
+	for (uint32_t b = 0; b < nb; b++)
+		forced += llm_rekv_forced(d->rk, b);
 	for (size_t i = 0; i < (size_t)sel->n_layers * sel->per_layer; i++)
-		cnt[sel->blocks[i]]++;
-	printf("  blocks: %u per layer of %u; most retrieved (block:section:layers):",
-	       sel->per_layer, nb);
+		cnt[sel->blocks[i]] += !llm_rekv_forced(d->rk, sel->blocks[i]);
+	printf("  blocks: %u per layer of %u (%u sink+recent); most retrieved "
+	       "(block:section:layers):", sel->per_layer, nb, forced);
 	for (int k = 0; k < 10; k++) {
 		uint32_t best = 0;
 		for (uint32_t b = 1; b < nb; b++)
@@ -255,6 +259,7 @@ static int answer(struct demo *d, uint32_t s, struct q_times *tm)
 	struct llm_selection sel = {0};
 	struct llm_kvbuf *kb = NULL;
 	uint64_t bytes = 0;
+	int32_t stops[3];
 	uint32_t budget = (uint32_t)((uint64_t)d->doc.n * d->o.budget_pct / 100);
 	int rc = out && qmean ? llm_qa_question(d->tok, d->faq.sec[s].question, &q, &nq) : -ENOMEM;
 	double t0 = now(), t1 = t0, t2 = t0, t3 = t0;
@@ -271,12 +276,14 @@ static int answer(struct demo *d, uint32_t s, struct q_times *tm)
 		rc = llm_rekv_load(d->rk, 0, &sel, kb, &bytes);
 	t3 = now();
 	if (rc == 0)
-		rc = llm_generate(d->m, d->pool, kb, q, nq, d->doc.n, d->o.max_new,
-				  llm_tok_eos(d->tok), out, &got, NULL);
+		rc = llm_generate(d->m, d->pool, kb, q, nq, d->doc.n, d->o.max_new, stops,
+				  llm_qa_stops(d->tok, stops), out, &got, NULL);
 	double t4 = now();
 	char *text = NULL;
 	size_t len;
 	if (rc == 0 && llm_tok_decode(d->tok, out, got, 0, &text, &len) == 0) {
+		while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' '))
+			text[--len] = 0;
 		printf("A: %s\n", text);
 		print_blocks(d, &sel);
 		printf("  evidence %s recall %.2f; resident %.2f MiB; probe %.0f ms, select %.1f ms, "

@@ -121,6 +121,13 @@ uint32_t llm_rekv_tokens(const struct llm_rekv *r) { return r->n; }
 uint32_t llm_rekv_blocks(const struct llm_rekv *r) { return (r->n + r->bt - 1) / r->bt; }
 uint32_t llm_rekv_block_tokens(const struct llm_rekv *r) { return r->bt; }
 
+int llm_rekv_forced(const struct llm_rekv *r, uint32_t b)
+{
+	uint32_t sink_b = (r->cfg.sink + r->bt - 1) / r->bt;
+	uint32_t recent_first = r->n > r->cfg.recent ? (r->n - r->cfg.recent) / r->bt : 0;
+	return b < sink_b || b >= recent_first;
+}
+
 /* ---------------------------------------------------------------- prefill */
 
 static int window_context(void *arg, uint32_t layer, struct llm_ctx_view *view)

@@ -63,6 +63,9 @@ uint32_t llm_rekv_tokens(const struct llm_rekv *r);
 uint32_t llm_rekv_blocks(const struct llm_rekv *r);
 uint32_t llm_rekv_block_tokens(const struct llm_rekv *r);
 
+/* 1 when block b is a sink or recent block (always selected). */
+int llm_rekv_forced(const struct llm_rekv *r, uint32_t b);
+
 /* Runs the question over sink + window and writes its mean query per layer
  * and kv head into qmean ([n_layers][n_kv_head][head_dim]). */
 int llm_rekv_probe(struct llm_rekv *r, const int32_t *q, uint32_t nq, float *qmean);
