@@ -1,0 +1,344 @@
+/*
+ * persist.c - the index as bytes, and as a metadata blob of its cache.
+ *
+ * Layout (little-endian):
+ *   header  "KVTRIDX\0", u32 version, u32 flags (0), u64 body bytes,
+ *           u64 XXH3-64 of the body                          (32 bytes)
+ *   body    shape (5 x u32), config (4 x u32), then per layer:
+ *           u64 tokens, u32 clusters, u32 frames, u32 pending, u32 0,
+ *           cluster sizes u32[clusters][H], key sums f32[clusters][H][d],
+ *           cluster ids u16[tokens][H], frame sizes u32[frames],
+ *           frame key sums f32[frames][H][d], pending keys f32[H][pending][d]
+ *           and their inverse norms f32[H][pending].
+ * Everything loaded is checked against everything else (counts, ids in
+ * range, sizes summing to the token count), so a blob that passes the
+ * checksum yet is inconsistent is refused too.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bytes.h"
+#include "checksum.h"
+#include "half.h"
+#include "rindex_internal.h"
+
+#define MAGIC "KVTRIDX"
+#define HEADER_BYTES 32
+
+struct wbuf {
+	uint8_t *p;
+	size_t at;
+};
+
+static void w32(struct wbuf *w, uint32_t v)
+{
+	kvt_put_u32(w->p + w->at, v);
+	w->at += 4;
+}
+
+static void w64(struct wbuf *w, uint64_t v)
+{
+	kvt_put_u64(w->p + w->at, v);
+	w->at += 8;
+}
+
+static void wf32s(struct wbuf *w, const float *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		w32(w, kvt_f32_to_bits(f[i]));
+}
+
+static size_t layer_bytes(const struct kvt_rindex *x, const struct rlayer *l)
+{
+	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
+	return 24 + (size_t)l->n_clusters * H * (4 + 4 * d) +
+	       (size_t)l->n_tokens * H * 2 + (size_t)l->n_frames * (4 + 4 * H * d) +
+	       H * (size_t)l->pend_n * (4 * d + 4);
+}
+
+static void put_layer(const struct kvt_rindex *x, const struct rlayer *l,
+		      struct wbuf *w)
+{
+	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
+	size_t ch = x->cfg.chunk_tokens;
+	w64(w, l->n_tokens);
+	w32(w, l->n_clusters);
+	w32(w, l->n_frames);
+	w32(w, l->pend_n);
+	w32(w, 0);
+	for (size_t i = 0; i < (size_t)l->n_clusters * H; i++)
+		w32(w, l->ccount[i]);
+	wf32s(w, l->csum, (size_t)l->n_clusters * H * d);
+	for (size_t i = 0; i < l->n_tokens * H; i++) {
+		kvt_put_u16(w->p + w->at, l->assign[i]);
+		w->at += 2;
+	}
+	for (size_t i = 0; i < l->n_frames; i++)
+		w32(w, l->fcount[i]);
+	wf32s(w, l->fsum, (size_t)l->n_frames * H * d);
+	for (size_t h = 0; l->pend_n && h < H; h++)
+		wf32s(w, l->pend + h * ch * d, (size_t)l->pend_n * d);
+	for (size_t h = 0; l->pend_n && h < H; h++)
+		wf32s(w, l->pend_inv + h * ch, l->pend_n);
+}
+
+int kvt_rindex_save(const struct kvt_rindex *idx, void **buf, size_t *len)
+{
+	if (!idx || !buf || !len)
+		return -EINVAL;
+	size_t body = 36;
+	for (uint32_t i = 0; i < idx->shape.n_layers; i++)
+		body += layer_bytes(idx, &idx->layers[i]);
+	struct wbuf w = {malloc(HEADER_BYTES + body), HEADER_BYTES};
+	if (!w.p)
+		return -ENOMEM;
+	const struct kvt_shape *s = &idx->shape;
+	const struct kvt_rindex_config *c = &idx->cfg;
+	uint32_t head[9] = {s->n_layers, s->n_kv_heads, s->head_dim,
+			    s->block_tokens, (uint32_t)s->dtype,
+			    c->cluster_tokens, c->chunk_tokens, c->iters,
+			    c->frame_blocks};
+	for (int i = 0; i < 9; i++)
+		w32(&w, head[i]);
+	for (uint32_t i = 0; i < s->n_layers; i++)
+		put_layer(idx, &idx->layers[i], &w);
+	memcpy(w.p, MAGIC, 8);
+	kvt_put_u32(w.p + 8, KVT_RINDEX_VERSION);
+	kvt_put_u32(w.p + 12, 0);
+	kvt_put_u64(w.p + 16, body);
+	kvt_put_u64(w.p + 24, kvt_checksum(w.p + HEADER_BYTES, body));
+	*buf = w.p;
+	*len = HEADER_BYTES + body;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- load */
+
+struct rbuf {
+	const uint8_t *p;
+	size_t at, len;
+};
+
+static int need(const struct rbuf *r, uint64_t n)
+{
+	return n <= r->len - r->at ? 0 : KVT_ECORRUPT;
+}
+
+static uint32_t r32(struct rbuf *r)
+{
+	uint32_t v = kvt_get_u32(r->p + r->at);
+	r->at += 4;
+	return v;
+}
+
+static void rf32s(struct rbuf *r, float *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		f[i] = kvt_bits_to_f32(r32(r));
+}
+
+struct lhead {
+	uint64_t n;
+	uint32_t nc, nf, pend;
+};
+
+/* Checks the counts of a layer against the configuration and the bytes
+ * left, before anything is allocated. */
+static int check_head(const struct kvt_rindex *x, const struct lhead *h,
+		      const struct rbuf *r)
+{
+	uint64_t ch = x->cfg.chunk_tokens, ct = x->cfg.cluster_tokens;
+	uint64_t ft = (uint64_t)x->cfg.frame_blocks * x->shape.block_tokens;
+	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
+	if (h->n > r->len / (2 * H) || h->pend >= ch || h->pend > h->n ||
+	    (h->n - h->pend) % ch)
+		return KVT_ECORRUPT;
+	uint64_t nc = (h->n - h->pend) / ch * x->k_chunk + (h->pend + ct - 1) / ct;
+	if (h->nc != nc || h->nf != (h->n + ft - 1) / ft)
+		return KVT_ECORRUPT;
+	uint64_t bytes = (uint64_t)h->nc * H * (4 + 4 * d) + h->n * H * 2 +
+			 (uint64_t)h->nf * (4 + 4 * H * d) + H * h->pend * (4 * d + 4);
+	return need(r, bytes);
+}
+
+/* Sizes must add up to the tokens, ids must name a cluster of the chunk. */
+static int check_layer(const struct kvt_rindex *x, const struct rlayer *l)
+{
+	size_t H = x->shape.n_kv_heads;
+	uint64_t ch = x->cfg.chunk_tokens, sum_f = 0;
+	for (uint32_t f = 0; f < l->n_frames; f++)
+		sum_f += l->fcount[f];
+	if (sum_f != l->n_tokens)
+		return KVT_ECORRUPT;
+	for (size_t h = 0; h < H; h++) {
+		uint64_t sum = 0;
+		for (uint32_t c = 0; c < l->n_clusters; c++)
+			sum += l->ccount[(size_t)c * H + h];
+		if (sum != l->n_tokens)
+			return KVT_ECORRUPT;
+	}
+	for (uint64_t t = 0; t < l->n_tokens; t++) {
+		uint64_t c0 = t / ch * x->k_chunk;
+		uint64_t k = l->n_clusters - c0 < x->k_chunk ? l->n_clusters - c0
+							      : x->k_chunk;
+		for (size_t h = 0; h < H; h++)
+			if (l->assign[t * H + h] >= k)
+				return KVT_ECORRUPT;
+	}
+	return 0;
+}
+
+static void get_arrays(const struct kvt_rindex *x, struct rlayer *l,
+		       struct rbuf *r)
+{
+	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
+	size_t ch = x->cfg.chunk_tokens;
+	for (size_t i = 0; i < (size_t)l->n_clusters * H; i++)
+		l->ccount[i] = r32(r);
+	rf32s(r, l->csum, (size_t)l->n_clusters * H * d);
+	for (size_t i = 0; i < l->n_tokens * H; i++, r->at += 2)
+		l->assign[i] = kvt_get_u16(r->p + r->at);
+	for (size_t i = 0; i < l->n_frames; i++)
+		l->fcount[i] = r32(r);
+	rf32s(r, l->fsum, (size_t)l->n_frames * H * d);
+	for (size_t h = 0; l->pend_n && h < H; h++)
+		rf32s(r, l->pend + h * ch * d, (size_t)l->pend_n * d);
+	for (size_t h = 0; l->pend_n && h < H; h++)
+		rf32s(r, l->pend_inv + h * ch, l->pend_n);
+}
+
+static int get_layer(struct kvt_rindex *x, struct rlayer *l, struct rbuf *r)
+{
+	int rc = need(r, 24);
+	if (rc)
+		return rc;
+	struct lhead h;
+	h.n = kvt_get_u64(r->p + r->at);
+	r->at += 8;
+	h.nc = r32(r), h.nf = r32(r), h.pend = r32(r);
+	if (r32(r) != 0 || (rc = check_head(x, &h, r)))
+		return KVT_ECORRUPT;
+	/* The chunk workspace only for a chunk being filled. */
+	if ((h.pend && (rc = kvt_rl_alloc_chunk(x, l))) ||
+	    (rc = kvt_rl_reserve(x, l, h.n, h.nc, h.nf)))
+		return rc;
+	l->n_tokens = h.n, l->n_clusters = h.nc, l->n_frames = h.nf;
+	l->pend_n = h.pend;
+	get_arrays(x, l, r);
+	if ((rc = check_layer(x, l)))
+		return rc;
+	if (l->pend_n)
+		kvt_km_rebuild(x, l);
+	return 0;
+}
+
+static int get_header(const uint8_t *p, size_t len, struct rbuf *r)
+{
+	if (len < HEADER_BYTES || memcmp(p, MAGIC, 8))
+		return KVT_EFORMAT;
+	if (kvt_get_u32(p + 8) != KVT_RINDEX_VERSION)
+		return KVT_EVERSION;
+	uint64_t body = kvt_get_u64(p + 16);
+	if (body != len - HEADER_BYTES)
+		return KVT_EFORMAT;
+	if (kvt_checksum(p + HEADER_BYTES, body) != kvt_get_u64(p + 24))
+		return KVT_ECORRUPT;
+	*r = (struct rbuf){p + HEADER_BYTES, 0, body};
+	return need(r, 36);
+}
+
+int kvt_rindex_load(const void *buf, size_t len, struct kvt_rindex **out)
+{
+	struct rbuf r;
+	if (!buf || !out)
+		return -EINVAL;
+	int rc = get_header(buf, len, &r);
+	if (rc)
+		return rc;
+	struct kvt_shape s;
+	struct kvt_rindex_config c;
+	s.n_layers = r32(&r), s.n_kv_heads = r32(&r), s.head_dim = r32(&r);
+	s.block_tokens = r32(&r), s.dtype = (enum kvt_dtype)r32(&r);
+	c.cluster_tokens = r32(&r), c.chunk_tokens = r32(&r);
+	c.iters = r32(&r), c.frame_blocks = r32(&r);
+	struct kvt_rindex *x;
+	rc = kvt_rindex_create(&s, &c, &x);
+	if (rc)
+		return rc == -EINVAL ? KVT_ECORRUPT : rc;
+	for (uint32_t i = 0; rc == 0 && i < s.n_layers; i++)
+		rc = get_layer(x, &x->layers[i], &r);
+	if (rc == 0 && r.at != r.len)
+		rc = KVT_ECORRUPT;
+	if (rc) {
+		kvt_rindex_free(x);
+		return rc;
+	}
+	*out = x;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- with a cache */
+
+static int same_shape(const struct kvt_shape *a, const struct kvt_shape *b)
+{
+	return a->n_layers == b->n_layers && a->n_kv_heads == b->n_kv_heads &&
+	       a->head_dim == b->head_dim && a->block_tokens == b->block_tokens &&
+	       a->dtype == b->dtype;
+}
+
+static int cache_shape(struct kvt_cache *cache, struct kvt_shape *s)
+{
+	struct kvt_cache_info *info = malloc(sizeof *info);
+	if (!info)
+		return -ENOMEM;
+	int rc = kvt_cache_get_info(cache, info);
+	if (rc == 0)
+		*s = info->config.shape;
+	free(info);
+	return rc;
+}
+
+int kvt_rindex_persist(const struct kvt_rindex *idx, struct kvt_cache *cache)
+{
+	struct kvt_shape s;
+	if (!idx || !cache)
+		return -EINVAL;
+	int rc = cache_shape(cache, &s);
+	if (rc)
+		return rc;
+	if (!same_shape(&s, &idx->shape))
+		return KVT_ESHAPE;
+	void *buf;
+	size_t len;
+	if ((rc = kvt_rindex_save(idx, &buf, &len)))
+		return rc;
+	rc = kvt_cache_meta_put(cache, KVT_RINDEX_META_KEY, buf, len);
+	free(buf);
+	return rc;
+}
+
+int kvt_rindex_open(struct kvt_cache *cache, struct kvt_rindex **out)
+{
+	struct kvt_shape s;
+	if (!cache || !out)
+		return -EINVAL;
+	int rc = cache_shape(cache, &s);
+	void *buf = NULL;
+	size_t len = 0;
+	if (rc == 0)
+		rc = kvt_cache_meta_get(cache, KVT_RINDEX_META_KEY, &buf, &len);
+	if (rc)
+		return rc;
+	struct kvt_rindex *x;
+	rc = kvt_rindex_load(buf, len, &x);
+	free(buf);
+	if (rc)
+		return rc;
+	if (!same_shape(&s, &x->shape)) {
+		kvt_rindex_free(x);
+		return KVT_ESHAPE;
+	}
+	*out = x;
+	return 0;
+}

@@ -1,0 +1,58 @@
+/*
+ * vec.h - float32 dot products for retrieval, with GCC vector extensions.
+ *
+ * The build uses -ffp-contract=off and no reassociation, so the compiler
+ * will not vectorise a reduction on its own; eight-lane partial sums make
+ * the order explicit (and become AVX with -march=native).
+ */
+#ifndef KVTIER_RETRIEVAL_VEC_H
+#define KVTIER_RETRIEVAL_VEC_H
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+typedef float kvt_v8 __attribute__((vector_size(32)));
+
+static inline kvt_v8 kvt_v8_load(const float *p)
+{
+	kvt_v8 v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+static inline float kvt_v8_sum(kvt_v8 v)
+{
+	return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+static inline float kvt_dot(const float *a, const float *b, size_t n)
+{
+	kvt_v8 acc0 = {0}, acc1 = {0};
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		acc0 += kvt_v8_load(a + i) * kvt_v8_load(b + i);
+		acc1 += kvt_v8_load(a + i + 8) * kvt_v8_load(b + i + 8);
+	}
+	for (; i + 8 <= n; i += 8)
+		acc0 += kvt_v8_load(a + i) * kvt_v8_load(b + i);
+	float s = kvt_v8_sum(acc0 + acc1);
+	for (; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+/* y += a * x */
+static inline void kvt_axpy(float *restrict y, float a, const float *restrict x,
+			    size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] += a * x[i];
+}
+
+static inline float kvt_norm(const float *a, size_t n)
+{
+	return sqrtf(kvt_dot(a, a, n));
+}
+
+#endif
