@@ -237,14 +237,8 @@ void kvt_km_refine(const struct kvt_rindex *x, struct rlayer *l)
 void kvt_km_rebuild(const struct kvt_rindex *x, struct rlayer *l)
 {
 	struct chunk_view v = view(x, l, 0);
-	memset(l->usum, 0, (size_t)x->k_chunk * v.H * v.d * sizeof(float));
 	for (size_t h = 0; h < v.H; h++) {
 		v.h = h;
-		for (uint32_t i = 0; i < l->pend_n; i++) {
-			size_t at = ((size_t)*assign_of(l, &v, i) * v.H + h) * v.d;
-			kvt_axpy(l->usum + at, inv_norm(l, &v, i),
-				 raw_row(l, &v, i), v.d);
-		}
 		for (uint32_t j = 0; j < v.k; j++)
 			normalise_cent(l, &v, j);
 	}

@@ -9,7 +9,9 @@
  *           cluster sizes u32[clusters][H], key sums f32[clusters][H][d],
  *           cluster ids u16[tokens][H], frame sizes u32[frames],
  *           frame key sums f32[frames][H][d], pending keys f32[H][pending][d]
- *           and their inverse norms f32[H][pending].
+ *           their inverse norms f32[H][pending] and the unit-key sums of
+ *           the chunk's clusters f32[clusters of the chunk][H][d], so a
+ *           loaded index continues exactly as the saved one would.
  * Everything loaded is checked against everything else (counts, ids in
  * range, sizes summing to the token count), so a blob that passes the
  * checksum yet is inconsistent is refused too.
@@ -49,12 +51,21 @@ static void wf32s(struct wbuf *w, const float *f, size_t n)
 		w32(w, kvt_f32_to_bits(f[i]));
 }
 
+/* Floats of usum saved: the clusters of the chunk being filled. */
+static size_t chunk_floats(const struct kvt_rindex *x, const struct rlayer *l)
+{
+	if (!l->pend_n)
+		return 0;
+	return (size_t)(l->n_clusters - rl_chunk_c0(x, l)) * x->shape.n_kv_heads *
+	       x->shape.head_dim;
+}
+
 static size_t layer_bytes(const struct kvt_rindex *x, const struct rlayer *l)
 {
 	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
 	return 24 + (size_t)l->n_clusters * H * (4 + 4 * d) +
 	       (size_t)l->n_tokens * H * 2 + (size_t)l->n_frames * (4 + 4 * H * d) +
-	       H * (size_t)l->pend_n * (4 * d + 4);
+	       H * (size_t)l->pend_n * (4 * d + 4) + chunk_floats(x, l) * 4;
 }
 
 static void put_layer(const struct kvt_rindex *x, const struct rlayer *l,
@@ -81,6 +92,8 @@ static void put_layer(const struct kvt_rindex *x, const struct rlayer *l,
 		wf32s(w, l->pend + h * ch * d, (size_t)l->pend_n * d);
 	for (size_t h = 0; l->pend_n && h < H; h++)
 		wf32s(w, l->pend_inv + h * ch, l->pend_n);
+	if (l->pend_n)
+		wf32s(w, l->usum, chunk_floats(x, l));
 }
 
 int kvt_rindex_save(const struct kvt_rindex *idx, void **buf, size_t *len)
@@ -158,7 +171,8 @@ static int check_head(const struct kvt_rindex *x, const struct lhead *h,
 	if (h->nc != nc || h->nf != (h->n + ft - 1) / ft)
 		return KVT_ECORRUPT;
 	uint64_t bytes = (uint64_t)h->nc * H * (4 + 4 * d) + h->n * H * 2 +
-			 (uint64_t)h->nf * (4 + 4 * H * d) + H * h->pend * (4 * d + 4);
+			 (uint64_t)h->nf * (4 + 4 * H * d) + H * h->pend * (4 * d + 4) +
+			 (h->pend ? (h->pend + ct - 1) / ct * H * d * 4 : 0);
 	return need(r, bytes);
 }
 
@@ -206,6 +220,8 @@ static void get_arrays(const struct kvt_rindex *x, struct rlayer *l,
 		rf32s(r, l->pend + h * ch * d, (size_t)l->pend_n * d);
 	for (size_t h = 0; l->pend_n && h < H; h++)
 		rf32s(r, l->pend_inv + h * ch, l->pend_n);
+	if (l->pend_n)
+		rf32s(r, l->usum, chunk_floats(x, l));
 }
 
 static int get_layer(struct kvt_rindex *x, struct rlayer *l, struct rbuf *r)

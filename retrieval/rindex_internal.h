@@ -76,7 +76,7 @@ void kvt_km_add_token(const struct kvt_rindex *x, struct rlayer *l,
 /* Lloyd iterations over the pending tokens of the chunk. */
 void kvt_km_refine(const struct kvt_rindex *x, struct rlayer *l);
 
-/* Rebuilds usum and cent of the chunk from pend and assign (after load). */
+/* Recomputes the chunk's centroids from usum (after load). */
 void kvt_km_rebuild(const struct kvt_rindex *x, struct rlayer *l);
 
 #endif
