@@ -151,6 +151,46 @@ int kvt_attn_full(const struct kvt_shape *shape, uint32_t n_q_heads,
 			 NULL, NULL);
 }
 
+static int head_mass(const struct head_kv *kv, const float *q, uint32_t m,
+		     double w, double *mass)
+{
+	float *lg = malloc((size_t)m * kv->n * sizeof *lg);
+	float *tile = malloc(TILE * kv->d * sizeof *tile);
+	double *z = malloc(((size_t)m + 1) * sizeof *z);
+	int rc = lg && tile && z ? 0 : -ENOMEM;
+	if (rc == 0) {
+		logits(kv, q, m, lg, tile);
+		softmax_rows(kv, m, lg, z);
+		for (uint32_t j = 0; j < m; j++)
+			for (uint64_t t = 0; t < kv->n; t++)
+				mass[t] += w * lg[j * kv->n + t] / z[j];
+	}
+	free(lg);
+	free(tile);
+	free(z);
+	return rc;
+}
+
+int kvt_attn_token_mass(const struct kvt_shape *shape, uint32_t n_q_heads,
+			uint32_t n_queries, const float *q, const void *k,
+			uint64_t n_tokens, double *mass)
+{
+	if (!shape || kvt_shape_check(shape) || !n_q_heads || !n_queries ||
+	    n_q_heads % shape->n_kv_heads || !q || !k || !mass || !n_tokens)
+		return -EINVAL;
+	uint32_t m = n_q_heads / shape->n_kv_heads * n_queries;
+	size_t d = shape->head_dim, es = kvt_dtype_size(shape->dtype);
+	double w = 1.0 / ((double)n_q_heads * n_queries);
+	memset(mass, 0, n_tokens * sizeof *mass);
+	int rc = 0;
+	for (size_t h = 0; rc == 0 && h < shape->n_kv_heads; h++) {
+		struct head_kv kv = {shape->dtype, d, n_tokens,
+				     (const char *)k + h * n_tokens * d * es, NULL, NULL};
+		rc = head_mass(&kv, q + h * m * d, m, w, mass);
+	}
+	return rc;
+}
+
 /* ---------------------------------------------------------------- blocks */
 
 /* Copies the valid tokens of every block of head h into k and v

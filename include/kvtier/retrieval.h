@@ -277,6 +277,15 @@ int kvt_attn_blocks(const struct kvt_shape *shape, uint32_t n_q_heads,
 		    uint32_t n_queries, const float *q, const void *pool,
 		    const struct kvt_block_table *table, float *out);
 
+/*
+ * True attention probability of every token (layouts as kvt_attn_full),
+ * averaged over all q heads and queries, into mass[n_tokens] (sums to 1).
+ * What an oracle selection would rank blocks by. Errors: as kvt_attn_full.
+ */
+int kvt_attn_token_mass(const struct kvt_shape *shape, uint32_t n_q_heads,
+			uint32_t n_queries, const float *q, const void *k,
+			uint64_t n_tokens, double *mass);
+
 struct kvt_attn_quality {
 	double mass_recall; /* true attention probability of the selected
 	                       tokens, averaged over q heads and queries */

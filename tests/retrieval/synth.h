@@ -2,12 +2,15 @@
  * synth.h - synthetic clustered keys and structured queries for the
  * retrieval tests and bench (until real model tensors are available).
  *
- * Per kv head there are n_topics random unit directions. The sequence is a
- * run of segments of seg_min..seg_max tokens; a segment's keys are
- * key_scale * (its topic's direction) plus Gaussian noise of noise per
- * dimension, so nearby tokens share a topic as in real text. Values are
- * Gaussian. A query of a q head is a weighted mix of a few topics of its
- * kv head (weights 1, 1/2, 1/3, ...) scaled to q_scale, plus noise. With
+ * The sequence is a run of segments of seg_min..seg_max tokens, each about
+ * one of n_topics topics (shared by all heads, as a passage of text is);
+ * every kv head has its own random unit direction per topic, and a
+ * segment's keys are key_scale * that direction plus Gaussian noise of
+ * `noise` per dimension. Values are Gaussian. A query set asks about
+ * q_topics topics drawn from those present in the sequence; each q head
+ * mixes their directions (of its kv head) with weights 1, 1/2, 1/3, ...
+ * times its own random factor in [0.5, 1.5), scaled to q_scale, plus
+ * noise. With
  * rope set, keys and queries are rotated RoPE-style (pairs of dimensions
  * by position * theta_i) so clusters drift with position as post-RoPE
  * keys do.
@@ -89,19 +92,20 @@ static inline void synth_rope(float *x, size_t d, uint64_t pos)
 	}
 }
 
-/* Fills k and v ([H][n][d] of dtype) and topic_of ([H][n], may be NULL). */
+/* Fills k and v ([H][n][d] of dtype) and topic_of ([n] topic per token). */
 static inline void synth_kv(const struct synth *s, const float *dirs,
 			    enum kvt_dtype dt, void *k, void *v,
 			    uint32_t *topic_of, uint64_t *st)
 {
 	size_t d = s->head_dim, es = kvt_dtype_size(dt);
 	float *row = malloc(d * sizeof *row);
+	uint64_t seg_seed = synth_next(st);
 	for (size_t h = 0; h < s->n_kv_heads; h++) {
-		uint64_t t = 0;
+		uint64_t t = 0, seg = seg_seed; /* the same segments every head */
 		while (t < s->n_tokens) {
-			uint32_t len = s->seg_min + (uint32_t)(synth_next(st) %
+			uint32_t len = s->seg_min + (uint32_t)(synth_next(&seg) %
 				       (s->seg_max - s->seg_min + 1));
-			uint32_t topic = (uint32_t)(synth_next(st) % s->n_topics);
+			uint32_t topic = (uint32_t)(synth_next(&seg) % s->n_topics);
 			const float *dir = dirs + (h * s->n_topics + topic) * d;
 			for (uint32_t i = 0; i < len && t < s->n_tokens; i++, t++) {
 				size_t at = (h * s->n_tokens + t) * d;
@@ -114,33 +118,35 @@ static inline void synth_kv(const struct synth *s, const float *dirs,
 				for (size_t e = 0; e < d; e++)
 					row[e] = synth_normal(st);
 				kvt_from_f32(dt, row, (char *)v + at * es, d);
-				if (topic_of)
-					topic_of[h * s->n_tokens + t] = topic;
+				topic_of[t] = topic;
 			}
 		}
 	}
 	free(row);
 }
 
-/* q: float [n_q_heads][n_queries][d]; queries at position pos (RoPE). */
+/* q: float [n_q_heads][n_queries][d]; queries at position pos (RoPE);
+ * topic_of as filled by synth_kv. */
 static inline void synth_queries(const struct synth *s, const float *dirs,
-				 uint32_t n_queries, uint64_t pos, float *q,
-				 uint64_t *st)
+				 const uint32_t *topic_of, uint32_t n_queries,
+				 uint64_t pos, float *q, uint64_t *st)
 {
 	size_t d = s->head_dim, g = s->n_q_heads / s->n_kv_heads;
+	uint32_t topics[16], nt = s->q_topics < 16 ? s->q_topics : 16;
+	for (uint32_t i = 0; i < nt; i++)
+		topics[i] = topic_of[synth_next(st) % s->n_tokens];
 	for (size_t j = 0; j < s->n_q_heads; j++) {
 		size_t h = j / g;
-		uint32_t topics[16];
-		for (uint32_t i = 0; i < s->q_topics && i < 16; i++)
-			topics[i] = (uint32_t)(synth_next(st) % s->n_topics);
 		for (uint32_t r = 0; r < n_queries; r++) {
 			float *x = q + (j * n_queries + r) * d;
 			for (size_t e = 0; e < d; e++)
 				x[e] = s->noise * synth_normal(st);
-			for (uint32_t i = 0; i < s->q_topics && i < 16; i++) {
+			for (uint32_t i = 0; i < nt; i++) {
 				const float *dir = dirs + (h * s->n_topics + topics[i]) * d;
+				float w = s->q_scale / (float)(i + 1) *
+					  (0.5f + synth_unif(st));
 				for (size_t e = 0; e < d; e++)
-					x[e] += s->q_scale / (float)(i + 1) * dir[e];
+					x[e] += w * dir[e];
 			}
 			if (s->rope)
 				synth_rope(x, d, pos);

@@ -37,6 +37,7 @@ static struct kvt_store *open_store(uint64_t host_bytes, int fresh)
 struct data {
 	struct synth syn;
 	float *dirs;
+	uint32_t topic[N];
 	uint16_t *k[2], *v[2]; /* per layer, [H][N][d] */
 };
 
@@ -50,7 +51,7 @@ static void data_make(struct data *g)
 	for (int l = 0; l < 2; l++) {
 		g->k[l] = malloc((size_t)2 * N * 64 * 2);
 		g->v[l] = malloc((size_t)2 * N * 64 * 2);
-		synth_kv(&g->syn, g->dirs, KVT_DTYPE_F16, g->k[l], g->v[l], NULL, &st);
+		synth_kv(&g->syn, g->dirs, KVT_DTYPE_F16, g->k[l], g->v[l], g->topic, &st);
 	}
 }
 
@@ -166,7 +167,7 @@ Test(retrieval_store, selected_blocks_come_back_from_disk_into_the_pool)
 	cr_assert_eq(kvt_store_flush(st), 0);
 	float q[4 * 64];
 	uint64_t rs = 2;
-	synth_queries(&g.syn, g.dirs, 1, N, q, &rs);
+	synth_queries(&g.syn, g.dirs, g.topic, 1, N, q, &rs);
 	struct kvt_retrieve_params p;
 	kvt_retrieve_params_init(&p);
 	p.n_q_heads = 4, p.budget_tokens = 480;

@@ -30,7 +30,7 @@ static void fixture_make(struct fixture *f, uint64_t n, uint32_t heads,
 	f->dirs = synth_topics(&f->syn, &st);
 	size_t cnt = (size_t)heads * n * dim;
 	f->k = malloc(cnt * 2), f->v = malloc(cnt * 2);
-	f->topic = malloc((size_t)heads * n * sizeof *f->topic);
+	f->topic = malloc(n * sizeof *f->topic);
 	cr_assert(f->dirs && f->k && f->v && f->topic);
 	synth_kv(&f->syn, f->dirs, KVT_DTYPE_F16, f->k, f->v, f->topic, &st);
 }
@@ -126,7 +126,7 @@ Test(rindex, clusters_follow_topics)
 	uint32_t *hist = calloc((size_t)li.n_clusters * 32, sizeof *hist);
 	kvt_rindex_get_assign(x, 0, 1, 0, 8192, ids);
 	for (uint32_t t = 0; t < 8192; t++)
-		hist[(size_t)ids[t] * 32 + f.topic[8192 + t]]++;
+		hist[(size_t)ids[t] * 32 + f.topic[t]]++;
 	/* purity: the share of tokens sharing their cluster's main topic */
 	uint64_t pure = 0;
 	for (uint32_t c = 0; c < li.n_clusters; c++) {
@@ -225,7 +225,7 @@ Test(rindex, selection_respects_budget_sink_and_window)
 	struct kvt_rindex *x = index_of(&f, NULL);
 	float *q = malloc(4 * 3 * 32 * sizeof *q);
 	uint64_t st = 3;
-	synth_queries(&f.syn, f.dirs, 3, 4100, q, &st);
+	synth_queries(&f.syn, f.dirs, f.topic, 3, 4100, q, &st);
 	uint64_t budgets[] = {200, 205, 410, 1000, 4099, 4100, 9999};
 	for (int mode = 0; mode <= KVT_RETRIEVE_RECENT; mode++)
 		for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++) {
@@ -331,7 +331,7 @@ Test(rindex, clusterkv_beats_recent_window_on_clustered_keys)
 	struct kvt_rindex *x = index_of(&f, NULL);
 	float *q = malloc(4 * 64 * sizeof *q);
 	uint64_t st = 5;
-	synth_queries(&f.syn, f.dirs, 1, 16384, q, &st);
+	synth_queries(&f.syn, f.dirs, f.topic, 1, 16384, q, &st);
 	double recall[3];
 	for (int mode = 0; mode <= KVT_RETRIEVE_RECENT; mode++) {
 		struct kvt_retrieve_params p;
