@@ -67,8 +67,15 @@ static void cluster_weights(const struct kvt_rindex *x, const struct rlayer *l,
 	for (uint32_t c = 0; c < C; c++) {
 		uint32_t cnt = l->ccount[(size_t)c * H + h];
 		const float *s = l->csum + ((size_t)c * H + h) * d;
-		float f = cnt ? scale / (float)cnt : 0.0f;
-		for (uint32_t j = 0; j < m; j++)
+		float f = cnt ? scale / (float)cnt : 0.0f, dots[4];
+		uint32_t j = 0;
+		/* the group's query vectors are consecutive rows of q */
+		for (; cnt && j + 4 <= m; j += 4) {
+			kvt_dot4(s, qvec(qv, h, j), d, d, dots);
+			for (int i = 0; i < 4; i++)
+				lg[(size_t)(j + i) * C + c] = dots[i] * f;
+		}
+		for (; j < m; j++)
 			lg[(size_t)j * C + c] =
 				cnt ? kvt_dot(qvec(qv, h, j), s, d) * f : -INFINITY;
 	}

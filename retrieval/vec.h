@@ -42,6 +42,27 @@ static inline float kvt_dot(const float *a, const float *b, size_t n)
 	return s;
 }
 
+/* out[j] = a . b_j for four vectors b_j spaced stride floats apart: one
+ * pass over a with four independent sums. */
+static inline void kvt_dot4(const float *a, const float *b, size_t stride,
+			    size_t n, float *out)
+{
+	kvt_v8 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		kvt_v8 x = kvt_v8_load(a + i);
+		s0 += x * kvt_v8_load(b + i);
+		s1 += x * kvt_v8_load(b + stride + i);
+		s2 += x * kvt_v8_load(b + 2 * stride + i);
+		s3 += x * kvt_v8_load(b + 3 * stride + i);
+	}
+	float r[4] = {kvt_v8_sum(s0), kvt_v8_sum(s1), kvt_v8_sum(s2), kvt_v8_sum(s3)};
+	for (; i < n; i++)
+		for (int j = 0; j < 4; j++)
+			r[j] += a[i] * b[j * stride + i];
+	memcpy(out, r, sizeof r);
+}
+
 /* y += a * x */
 static inline void kvt_axpy(float *restrict y, float a, const float *restrict x,
 			    size_t n)
