@@ -47,6 +47,7 @@ static void usage(FILE *f)
 		"  --topics N       topic directions per kv head (default 256)\n"
 		"  --rope           rotate keys and queries RoPE-style\n"
 		"  --noise X        per-dimension key noise (default 0.5)\n"
+		"  --seg MIN,MAX    segment lengths in tokens (default 16,256)\n"
 		"  --q-scale X      query strength (default 12)\n"
 		"  --cluster N      tokens per cluster (default 64)\n"
 		"  --trials N       query sets per size (default 3)\n"
@@ -72,7 +73,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"tokens", 1, 0, 't'}, {"budgets", 1, 0, 'b'}, {"heads", 1, 0, 'H'},
 		{"q-heads", 1, 0, 'Q'}, {"dim", 1, 0, 'D'}, {"queries", 1, 0, 'q'},
 		{"topics", 1, 0, 'T'}, {"rope", 0, 0, 'R'}, {"noise", 1, 0, 'n'},
-		{"q-scale", 1, 0, 's'}, {"cluster", 1, 0, 'c'},
+		{"q-scale", 1, 0, 's'}, {"cluster", 1, 0, 'c'}, {"seg", 1, 0, 'g'},
 		{"trials", 1, 0, 'x'}, {"reps", 1, 0, 'r'}, {"help", 0, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -98,6 +99,11 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'T': o->syn.n_topics = (uint32_t)atoi(optarg); break;
 		case 'R': o->syn.rope = 1; break;
 		case 'n': o->syn.noise = (float)atof(optarg); break;
+		case 'g':
+			if (parse_list(optarg, tmp, 2) != 2 || tmp[0] < 1 || tmp[1] < tmp[0])
+				return -1;
+			o->syn.seg_min = (uint32_t)tmp[0], o->syn.seg_max = (uint32_t)tmp[1];
+			break;
 		case 's': o->syn.q_scale = (float)atof(optarg); break;
 		case 'c':
 			o->icfg.cluster_tokens = (uint32_t)atoi(optarg);
@@ -340,12 +346,13 @@ int main(int argc, char **argv)
 	if (parse(argc, argv, &o))
 		return 2;
 	printf("bench_retrieval: %u kv heads, %u q heads, dim %u, %u topics, "
-	       "noise %.2f, q scale %.1f%s, %u tokens/cluster, %u trials\n"
+	       "segments %u..%u tokens, noise %.2f, q scale %.1f%s, "
+	       "%u tokens/cluster, %u trials\n"
 	       "select = best of %u runs, one core; recall = attention mass of the "
 	       "selected tokens (mean over q heads; min = worst q head);\n"
 	       "out err = relative L2 error of the attention output vs full attention\n",
 	       o.syn.n_kv_heads, o.syn.n_q_heads, o.syn.head_dim, o.syn.n_topics,
-	       o.syn.noise, o.syn.q_scale, o.syn.rope ? ", RoPE" : "",
+	       o.syn.seg_min, o.syn.seg_max, o.syn.noise, o.syn.q_scale, o.syn.rope ? ", RoPE" : "",
 	       o.icfg.cluster_tokens, o.trials, o.reps);
 	for (int i = 0; i < o.n_sizes; i++)
 		if (run_size(&o, o.sizes[i]))
