@@ -17,6 +17,7 @@
  * checksum yet is inconsistent is refused too.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -315,6 +316,60 @@ static int cache_shape(struct kvt_cache *cache, struct kvt_shape *s)
 	return rc;
 }
 
+/*
+ * With a cache the saved bytes are split into pieces of PIECE_BYTES (one
+ * metadata blob is bounded by KVT_META_MAX_BYTES, a long multi-layer
+ * index is not): blobs KVT_RINDEX_META_KEY ".0", ".1", ... and, written
+ * last, KVT_RINDEX_META_KEY itself: "KVTRIDXP", u32 version, u32 pieces,
+ * u64 bytes, u64 XXH3 of the bytes. A crash between the writes leaves
+ * pieces that fail that checksum: KVT_ECORRUPT, never a mixed index.
+ */
+#define PIECE_BYTES (64u << 20)
+#define PIECES_MAGIC "KVTRIDXP"
+
+static void piece_key(char *key, size_t cap, uint32_t i)
+{
+	snprintf(key, cap, "%s.%u", KVT_RINDEX_META_KEY, i);
+}
+
+static int put_pieces(struct kvt_cache *cache, const uint8_t *buf, size_t len,
+		      uint32_t *n)
+{
+	char key[KVT_META_KEY_MAX + 1];
+	uint32_t i = 0;
+	int rc = 0;
+	for (size_t at = 0; rc == 0 && (at < len || i == 0); at += PIECE_BYTES, i++) {
+		size_t m = len - at < PIECE_BYTES ? len - at : PIECE_BYTES;
+		piece_key(key, sizeof key, i);
+		rc = kvt_cache_meta_put(cache, key, buf + at, m);
+	}
+	*n = i;
+	return rc;
+}
+
+/* Removes pieces from number `from` on, left by a longer earlier index. */
+static void drop_pieces(struct kvt_cache *cache, uint32_t from)
+{
+	char key[KVT_META_KEY_MAX + 1];
+	for (uint32_t i = from;; i++) {
+		piece_key(key, sizeof key, i);
+		if (kvt_cache_meta_del(cache, key))
+			return;
+	}
+}
+
+static int put_header(struct kvt_cache *cache, const uint8_t *buf, size_t len,
+		      uint32_t n)
+{
+	uint8_t h[32];
+	memcpy(h, PIECES_MAGIC, 8);
+	kvt_put_u32(h + 8, KVT_RINDEX_VERSION);
+	kvt_put_u32(h + 12, n);
+	kvt_put_u64(h + 16, len);
+	kvt_put_u64(h + 24, kvt_checksum(buf, len));
+	return kvt_cache_meta_put(cache, KVT_RINDEX_META_KEY, h, sizeof h);
+}
+
 int kvt_rindex_persist(const struct kvt_rindex *idx, struct kvt_cache *cache)
 {
 	struct kvt_shape s;
@@ -327,11 +382,70 @@ int kvt_rindex_persist(const struct kvt_rindex *idx, struct kvt_cache *cache)
 		return KVT_ESHAPE;
 	void *buf;
 	size_t len;
+	uint32_t n = 0;
 	if ((rc = kvt_rindex_save(idx, &buf, &len)))
 		return rc;
-	rc = kvt_cache_meta_put(cache, KVT_RINDEX_META_KEY, buf, len);
+	rc = put_pieces(cache, buf, len, &n);
+	if (rc == 0)
+		rc = put_header(cache, buf, len, n);
+	if (rc == 0)
+		drop_pieces(cache, n);
 	free(buf);
 	return rc;
+}
+
+/* Appends piece i to buf (len bytes in all, *at filled so far). */
+static int get_piece(struct kvt_cache *cache, uint32_t i, uint8_t *buf,
+		     size_t len, size_t *at)
+{
+	char key[KVT_META_KEY_MAX + 1];
+	void *piece;
+	size_t pl;
+	piece_key(key, sizeof key, i);
+	int rc = kvt_cache_meta_get(cache, key, &piece, &pl);
+	if (rc)
+		return rc == KVT_ENOTFOUND ? KVT_ECORRUPT : rc;
+	if (pl <= len - *at) {
+		memcpy(buf + *at, piece, pl);
+		*at += pl;
+	} else {
+		rc = KVT_ECORRUPT;
+	}
+	free(piece);
+	return rc;
+}
+
+/* Reads the header and the pieces into one malloc'd buffer. */
+static int get_pieces(struct kvt_cache *cache, uint8_t **out, size_t *out_len)
+{
+	void *h;
+	size_t hl;
+	int rc = kvt_cache_meta_get(cache, KVT_RINDEX_META_KEY, &h, &hl);
+	if (rc)
+		return rc;
+	const uint8_t *p = h;
+	rc = hl != 32 || memcmp(p, PIECES_MAGIC, 8) ? KVT_EFORMAT
+	     : kvt_get_u32(p + 8) != KVT_RINDEX_VERSION ? KVT_EVERSION : 0;
+	uint32_t n = rc ? 0 : kvt_get_u32(p + 12);
+	uint64_t len = rc ? 0 : kvt_get_u64(p + 16), sum = rc ? 0 : kvt_get_u64(p + 24);
+	free(h);
+	if (rc == 0 && (len > (uint64_t)n * PIECE_BYTES || len > SIZE_MAX / 2))
+		rc = KVT_ECORRUPT;
+	uint8_t *buf = rc ? NULL : malloc(len ? len : 1);
+	if (rc == 0 && !buf)
+		rc = -ENOMEM;
+	size_t at = 0;
+	for (uint32_t i = 0; rc == 0 && i < n; i++)
+		rc = get_piece(cache, i, buf, len, &at);
+	if (rc == 0 && (at != len || kvt_checksum(buf, len) != sum))
+		rc = KVT_ECORRUPT;
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*out_len = len;
+	return 0;
 }
 
 int kvt_rindex_open(struct kvt_cache *cache, struct kvt_rindex **out)
@@ -340,10 +454,10 @@ int kvt_rindex_open(struct kvt_cache *cache, struct kvt_rindex **out)
 	if (!cache || !out)
 		return -EINVAL;
 	int rc = cache_shape(cache, &s);
-	void *buf = NULL;
+	uint8_t *buf = NULL;
 	size_t len = 0;
 	if (rc == 0)
-		rc = kvt_cache_meta_get(cache, KVT_RINDEX_META_KEY, &buf, &len);
+		rc = get_pieces(cache, &buf, &len);
 	if (rc)
 		return rc;
 	struct kvt_rindex *x;

@@ -163,9 +163,13 @@ int kvt_rindex_save(const struct kvt_rindex *idx, void **buf, size_t *len);
 int kvt_rindex_load(const void *buf, size_t len, struct kvt_rindex **out);
 
 /*
- * Stores the index with the cache (kvt_cache_meta_put under
- * KVT_RINDEX_META_KEY; durable with a disk tier). Errors: KVT_ESHAPE,
- * those of kvt_cache_meta_put.
+ * Stores the index with the cache as metadata blobs (durable with a disk
+ * tier): the kvt_rindex_save bytes in pieces of at most 64 MiB under
+ * KVT_RINDEX_META_KEY ".0", ".1", ..., then KVT_RINDEX_META_KEY, a small
+ * header with their length and checksum, replacing any earlier index.
+ * A crash part way leaves an index that kvt_rindex_open refuses with
+ * KVT_ECORRUPT (rebuild it with kvt_rindex_build_from_cache), never a mix.
+ * Errors: KVT_ESHAPE, those of kvt_cache_meta_put.
  */
 int kvt_rindex_persist(const struct kvt_rindex *idx, struct kvt_cache *cache);
 

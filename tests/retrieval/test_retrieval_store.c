@@ -246,19 +246,81 @@ Test(retrieval_store, index_persists_with_the_cache)
 	rc = kvt_rindex_open(c, &y);
 	cr_assert_eq(rc, 0, "open: %s", kvt_strerror(rc));
 	same_index(x, y);
-	/* a damaged blob is refused, not used */
+	/* damaged pieces or header are refused, not used */
 	void *buf;
 	size_t len;
-	cr_assert_eq(kvt_rindex_save(x, &buf, &len), 0);
+	cr_assert_eq(kvt_cache_meta_get(c, KVT_RINDEX_META_KEY ".0", &buf, &len), 0);
 	((uint8_t *)buf)[len / 2] ^= 1;
-	cr_assert_eq(kvt_cache_meta_put(c, KVT_RINDEX_META_KEY, buf, len), 0);
+	cr_assert_eq(kvt_cache_meta_put(c, KVT_RINDEX_META_KEY ".0", buf, len), 0);
 	kvt_rindex_free(y);
 	y = NULL;
 	cr_assert_eq(kvt_rindex_open(c, &y), KVT_ECORRUPT);
 	cr_assert_null(y);
+	cr_assert_eq(kvt_cache_meta_del(c, KVT_RINDEX_META_KEY ".0"), 0);
+	cr_assert_eq(kvt_rindex_open(c, &y), KVT_ECORRUPT);
+	cr_assert_eq(kvt_cache_meta_put(c, KVT_RINDEX_META_KEY, "KVTRIDXP", 8), 0);
+	cr_assert_eq(kvt_rindex_open(c, &y), KVT_EFORMAT);
+	/* persisting again repairs it */
+	cr_assert_eq(kvt_rindex_persist(x, c), 0);
+	cr_assert_eq(kvt_rindex_open(c, &y), 0);
+	same_index(x, y);
+	kvt_rindex_free(y);
 	free(buf);
 	kvt_rindex_free(x);
 	kvt_cache_close(c);
 	kvt_store_close(st);
 	data_free(&g);
+}
+
+Test(retrieval_store, an_index_larger_than_one_piece_persists, .timeout = 120)
+{
+	/* one frame per token of 4 x 1024 floats: about 69 MB, two pieces */
+	const struct kvt_shape big = {1, 4, 1024, 1, KVT_DTYPE_F16};
+	const uint32_t n = 4200;
+	struct kvt_store *st = open_store(0, 1);
+	struct kvt_cache_config cfg;
+	struct kvt_cache *c;
+	kvt_cache_config_init(&cfg);
+	cfg.shape = big;
+	cfg.recent_tokens = 0;
+	cr_assert_eq(kvt_cache_create(st, "big", &cfg, &c), 0);
+	struct kvt_rindex_config icfg;
+	kvt_rindex_config_init(&icfg);
+	icfg.iters = 1;
+	struct kvt_rindex *x, *y;
+	cr_assert_eq(kvt_rindex_create(&big, &icfg, &x), 0);
+	uint16_t *k = malloc((size_t)4 * n * 1024 * 2);
+	uint64_t rs = 9;
+	for (size_t i = 0; i < (size_t)4 * n * 1024; i++)
+		k[i] = kvt_f32_to_f16(synth_normal(&rs));
+	cr_assert_eq(kvt_rindex_add(x, 0, k, n), 0);
+	int rc = kvt_rindex_persist(x, c);
+	cr_assert_eq(rc, 0, "persist: %s", kvt_strerror(rc));
+	void *piece;
+	size_t len;
+	cr_assert_eq(kvt_cache_meta_get(c, KVT_RINDEX_META_KEY ".1", &piece, &len), 0);
+	free(piece);
+	kvt_cache_close(c);
+	kvt_store_close(st);
+	st = open_store(0, 0);
+	cr_assert_eq(kvt_cache_open(st, "big", &c), 0);
+	rc = kvt_rindex_open(c, &y);
+	cr_assert_eq(rc, 0, "open: %s", kvt_strerror(rc));
+	same_index(x, y);
+	/* a smaller index replaces it and leaves no stale piece */
+	kvt_rindex_free(y);
+	cr_assert_eq(kvt_rindex_create(&big, &icfg, &y), 0);
+	cr_assert_eq(kvt_rindex_add(y, 0, k, 10), 0);
+	cr_assert_eq(kvt_rindex_persist(y, c), 0);
+	cr_assert_eq(kvt_cache_meta_get(c, KVT_RINDEX_META_KEY ".1", &piece, &len),
+		     KVT_ENOTFOUND);
+	kvt_rindex_free(y);
+	cr_assert_eq(kvt_rindex_open(c, &y), 0);
+	struct kvt_rindex_layer_info li;
+	kvt_rindex_layer_info(y, 0, &li);
+	cr_assert_eq(li.n_tokens, 10);
+	kvt_rindex_free(x), kvt_rindex_free(y);
+	free(k);
+	kvt_cache_close(c);
+	kvt_store_close(st);
 }
