@@ -2,7 +2,8 @@
  * kmeans.c - spherical k-means over the chunk being filled, per kv head.
  *
  * Clustering works on unit keys (cosine); each cluster also keeps the sum
- * of its raw keys, which is what queries score against. A new token joins
+ * of its raw keys (its mean key, once the chunk closes, is what queries
+ * score against). A new token joins
  * the nearest centroid of its chunk; when the chunk needs one more cluster
  * the worst-fitting token of the chunk seeds it (farthest-point seeding),
  * so clusters follow the keys rather than token positions. Refinement is
@@ -66,7 +67,7 @@ static void member(struct rlayer *l, const struct chunk_view *v, uint32_t i,
 	size_t at = ((size_t)j * v->H + v->h) * v->d;
 	size_t g = (size_t)(v->c0 + j) * v->H + v->h;
 	kvt_axpy(l->usum + at, (float)sign * inv_norm(l, v, i), r, v->d);
-	kvt_axpy(l->csum + g * v->d, (float)sign, r, v->d);
+	kvt_axpy(l->csum + at, (float)sign, r, v->d);
 	l->ccount[g] = (uint32_t)((int64_t)l->ccount[g] + sign);
 }
 
@@ -172,9 +173,9 @@ static void clear_stats(struct rlayer *l, const struct chunk_view *v)
 {
 	for (uint32_t j = 0; j < v->k; j++) {
 		size_t g = (size_t)(v->c0 + j) * v->H + v->h;
-		memset(l->usum + ((size_t)j * v->H + v->h) * v->d, 0,
-		       v->d * sizeof(float));
-		memset(l->csum + g * v->d, 0, v->d * sizeof(float));
+		size_t at = ((size_t)j * v->H + v->h) * v->d;
+		memset(l->usum + at, 0, v->d * sizeof(float));
+		memset(l->csum + at, 0, v->d * sizeof(float));
 		l->ccount[g] = 0;
 	}
 }

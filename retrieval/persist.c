@@ -1,20 +1,26 @@
 /*
- * persist.c - the index as bytes, and as a metadata blob of its cache.
+ * persist.c - the index as bytes, and as metadata blobs of its cache.
  *
  * Layout (little-endian):
  *   header  "KVTRIDX\0", u32 version, u32 flags (0), u64 body bytes,
  *           u64 XXH3-64 of the body                          (32 bytes)
  *   body    shape (5 x u32), config (4 x u32), then per layer:
  *           u64 tokens, u32 clusters, u32 frames, u32 pending, u32 0,
- *           cluster sizes u32[clusters][H], key sums f32[clusters][H][d],
+ *           cluster sizes u32[clusters][H],
+ *           mean keys of closed clusters f16[closed][H][d],
+ *           key sums of the open chunk's clusters f32[open][H][d],
  *           cluster ids u16[tokens][H], frame sizes u32[frames],
- *           frame key sums f32[frames][H][d], pending keys f32[H][pending][d]
- *           their inverse norms f32[H][pending] and the unit-key sums of
- *           the chunk's clusters f32[clusters of the chunk][H][d], so a
- *           loaded index continues exactly as the saved one would.
- * Everything loaded is checked against everything else (counts, ids in
- * range, sizes summing to the token count), so a blob that passes the
- * checksum yet is inconsistent is refused too.
+ *           unit mean keys of complete frames f16[full][H][d],
+ *           key sums of a partial last frame f32[frames - full][H][d],
+ *           pending keys f32[H][pending][d], their inverse norms
+ *           f32[H][pending] and the unit-key sums of the open chunk's
+ *           clusters f32[open][H][d], so a loaded index continues exactly
+ *           as the saved one would.
+ * closed = clusters of full chunks, open = clusters - closed; everything
+ * else follows from the token count and the configuration. Everything
+ * loaded is checked against everything else (counts, ids in range, sizes
+ * summing to the token count), so a blob that passes the checksum yet is
+ * inconsistent is refused too.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -28,6 +34,39 @@
 
 #define MAGIC "KVTRIDX"
 #define HEADER_BYTES 32
+
+/* Sizes of a layer's sections. */
+struct lsizes {
+	uint64_t n;           /* tokens */
+	uint64_t nc, closed;  /* clusters, of which in full chunks */
+	uint64_t nf, full;    /* frames, of which complete */
+	uint64_t pend;
+};
+
+static struct lsizes sizes_of(const struct kvt_rindex *x, uint64_t n,
+			      uint64_t nc, uint64_t nf, uint64_t pend)
+{
+	uint64_t closed = (n - pend) / x->cfg.chunk_tokens * x->k_chunk;
+	uint64_t full = nf - (n % rl_frame_tokens(x) ? 1 : 0);
+	return (struct lsizes){n, nc, closed, nf, full, pend};
+}
+
+static uint64_t body_bytes(const struct kvt_rindex *x, const struct lsizes *z)
+{
+	uint64_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
+	uint64_t open = z->nc - z->closed;
+	return z->nc * H * 4 + z->closed * H * d * 2 + open * H * d * 8 +
+	       z->n * H * 2 + z->nf * 4 + z->full * H * d * 2 +
+	       (z->nf - z->full) * H * d * 4 + H * z->pend * (4 * d + 4);
+}
+
+static struct lsizes layer_sizes(const struct kvt_rindex *x,
+				 const struct rlayer *l)
+{
+	return sizes_of(x, l->n_tokens, l->n_clusters, l->n_frames, l->pend_n);
+}
+
+/* ---------------------------------------------------------------- save */
 
 struct wbuf {
 	uint8_t *p;
@@ -52,21 +91,10 @@ static void wf32s(struct wbuf *w, const float *f, size_t n)
 		w32(w, kvt_f32_to_bits(f[i]));
 }
 
-/* Floats of usum saved: the clusters of the chunk being filled. */
-static size_t chunk_floats(const struct kvt_rindex *x, const struct rlayer *l)
+static void wu16s(struct wbuf *w, const uint16_t *v, size_t n)
 {
-	if (!l->pend_n)
-		return 0;
-	return (size_t)(l->n_clusters - rl_chunk_c0(x, l)) * x->shape.n_kv_heads *
-	       x->shape.head_dim;
-}
-
-static size_t layer_bytes(const struct kvt_rindex *x, const struct rlayer *l)
-{
-	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
-	return 24 + (size_t)l->n_clusters * H * (4 + 4 * d) +
-	       (size_t)l->n_tokens * H * 2 + (size_t)l->n_frames * (4 + 4 * H * d) +
-	       H * (size_t)l->pend_n * (4 * d + 4) + chunk_floats(x, l) * 4;
+	for (size_t i = 0; i < n; i++, w->at += 2)
+		kvt_put_u16(w->p + w->at, v[i]);
 }
 
 static void put_layer(const struct kvt_rindex *x, const struct rlayer *l,
@@ -74,27 +102,30 @@ static void put_layer(const struct kvt_rindex *x, const struct rlayer *l,
 {
 	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
 	size_t ch = x->cfg.chunk_tokens;
+	struct lsizes z = layer_sizes(x, l);
+	size_t open = z.nc - z.closed, partial = z.nf - z.full;
 	w64(w, l->n_tokens);
 	w32(w, l->n_clusters);
 	w32(w, l->n_frames);
 	w32(w, l->pend_n);
 	w32(w, 0);
-	for (size_t i = 0; i < (size_t)l->n_clusters * H; i++)
+	for (size_t i = 0; i < z.nc * H; i++)
 		w32(w, l->ccount[i]);
-	wf32s(w, l->csum, (size_t)l->n_clusters * H * d);
-	for (size_t i = 0; i < l->n_tokens * H; i++) {
-		kvt_put_u16(w->p + w->at, l->assign[i]);
-		w->at += 2;
-	}
-	for (size_t i = 0; i < l->n_frames; i++)
+	wu16s(w, l->cmean, z.closed * H * d);
+	if (open)
+		wf32s(w, l->csum, open * H * d);
+	wu16s(w, l->assign, z.n * H);
+	for (size_t i = 0; i < z.nf; i++)
 		w32(w, l->fcount[i]);
-	wf32s(w, l->fsum, (size_t)l->n_frames * H * d);
+	wu16s(w, l->fmean, z.full * H * d);
+	if (partial)
+		wf32s(w, l->fsum, H * d);
 	for (size_t h = 0; l->pend_n && h < H; h++)
 		wf32s(w, l->pend + h * ch * d, (size_t)l->pend_n * d);
 	for (size_t h = 0; l->pend_n && h < H; h++)
 		wf32s(w, l->pend_inv + h * ch, l->pend_n);
-	if (l->pend_n)
-		wf32s(w, l->usum, chunk_floats(x, l));
+	if (open)
+		wf32s(w, l->usum, open * H * d);
 }
 
 int kvt_rindex_save(const struct kvt_rindex *idx, void **buf, size_t *len)
@@ -102,8 +133,10 @@ int kvt_rindex_save(const struct kvt_rindex *idx, void **buf, size_t *len)
 	if (!idx || !buf || !len)
 		return -EINVAL;
 	size_t body = 36;
-	for (uint32_t i = 0; i < idx->shape.n_layers; i++)
-		body += layer_bytes(idx, &idx->layers[i]);
+	for (uint32_t i = 0; i < idx->shape.n_layers; i++) {
+		struct lsizes z = layer_sizes(idx, &idx->layers[i]);
+		body += 24 + body_bytes(idx, &z);
+	}
 	struct wbuf w = {malloc(HEADER_BYTES + body), HEADER_BYTES};
 	if (!w.p)
 		return -ENOMEM;
@@ -152,38 +185,40 @@ static void rf32s(struct rbuf *r, float *f, size_t n)
 		f[i] = kvt_bits_to_f32(r32(r));
 }
 
-struct lhead {
-	uint64_t n;
-	uint32_t nc, nf, pend;
-};
+static void ru16s(struct rbuf *r, uint16_t *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++, r->at += 2)
+		v[i] = kvt_get_u16(r->p + r->at);
+}
 
 /* Checks the counts of a layer against the configuration and the bytes
  * left, before anything is allocated. */
-static int check_head(const struct kvt_rindex *x, const struct lhead *h,
+static int check_head(const struct kvt_rindex *x, const struct lsizes *z,
 		      const struct rbuf *r)
 {
 	uint64_t ch = x->cfg.chunk_tokens, ct = x->cfg.cluster_tokens;
-	uint64_t ft = (uint64_t)x->cfg.frame_blocks * x->shape.block_tokens;
-	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
-	if (h->n > r->len / (2 * H) || h->pend >= ch || h->pend > h->n ||
-	    (h->n - h->pend) % ch)
+	uint64_t ft = rl_frame_tokens(x);
+	size_t H = x->shape.n_kv_heads;
+	if (z->n > r->len / (2 * H) || z->pend >= ch || z->pend > z->n ||
+	    (z->n - z->pend) % ch)
 		return KVT_ECORRUPT;
-	uint64_t nc = (h->n - h->pend) / ch * x->k_chunk + (h->pend + ct - 1) / ct;
-	if (h->nc != nc || h->nf != (h->n + ft - 1) / ft)
+	if (z->nc != z->closed + (z->pend + ct - 1) / ct || z->nf != (z->n + ft - 1) / ft)
 		return KVT_ECORRUPT;
-	uint64_t bytes = (uint64_t)h->nc * H * (4 + 4 * d) + h->n * H * 2 +
-			 (uint64_t)h->nf * (4 + 4 * H * d) + H * h->pend * (4 * d + 4) +
-			 (h->pend ? (h->pend + ct - 1) / ct * H * d * 4 : 0);
-	return need(r, bytes);
+	return need(r, body_bytes(x, z));
 }
 
-/* Sizes must add up to the tokens, ids must name a cluster of the chunk. */
+/* Sizes must add up to the tokens, frames fill in order, ids must name a
+ * cluster of the token's chunk. */
 static int check_layer(const struct kvt_rindex *x, const struct rlayer *l)
 {
 	size_t H = x->shape.n_kv_heads;
-	uint64_t ch = x->cfg.chunk_tokens, sum_f = 0;
-	for (uint32_t f = 0; f < l->n_frames; f++)
+	uint64_t ch = x->cfg.chunk_tokens, sum_f = 0, ft = rl_frame_tokens(x);
+	for (uint32_t f = 0; f < l->n_frames; f++) {
+		if (l->fcount[f] == 0 || l->fcount[f] > ft ||
+		    (f + 1 < l->n_frames && l->fcount[f] != ft))
+			return KVT_ECORRUPT;
 		sum_f += l->fcount[f];
+	}
 	if (sum_f != l->n_tokens)
 		return KVT_ECORRUPT;
 	for (size_t h = 0; h < H; h++) {
@@ -205,24 +240,28 @@ static int check_layer(const struct kvt_rindex *x, const struct rlayer *l)
 }
 
 static void get_arrays(const struct kvt_rindex *x, struct rlayer *l,
-		       struct rbuf *r)
+		       const struct lsizes *z, struct rbuf *r)
 {
 	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
 	size_t ch = x->cfg.chunk_tokens;
-	for (size_t i = 0; i < (size_t)l->n_clusters * H; i++)
+	size_t open = z->nc - z->closed, partial = z->nf - z->full;
+	for (size_t i = 0; i < z->nc * H; i++)
 		l->ccount[i] = r32(r);
-	rf32s(r, l->csum, (size_t)l->n_clusters * H * d);
-	for (size_t i = 0; i < l->n_tokens * H; i++, r->at += 2)
-		l->assign[i] = kvt_get_u16(r->p + r->at);
-	for (size_t i = 0; i < l->n_frames; i++)
+	ru16s(r, l->cmean, z->closed * H * d);
+	if (open)
+		rf32s(r, l->csum, open * H * d);
+	ru16s(r, l->assign, z->n * H);
+	for (size_t i = 0; i < z->nf; i++)
 		l->fcount[i] = r32(r);
-	rf32s(r, l->fsum, (size_t)l->n_frames * H * d);
+	ru16s(r, l->fmean, z->full * H * d);
+	if (partial)
+		rf32s(r, l->fsum, H * d);
 	for (size_t h = 0; l->pend_n && h < H; h++)
 		rf32s(r, l->pend + h * ch * d, (size_t)l->pend_n * d);
 	for (size_t h = 0; l->pend_n && h < H; h++)
 		rf32s(r, l->pend_inv + h * ch, l->pend_n);
-	if (l->pend_n)
-		rf32s(r, l->usum, chunk_floats(x, l));
+	if (open)
+		rf32s(r, l->usum, open * H * d);
 }
 
 static int get_layer(struct kvt_rindex *x, struct rlayer *l, struct rbuf *r)
@@ -230,19 +269,20 @@ static int get_layer(struct kvt_rindex *x, struct rlayer *l, struct rbuf *r)
 	int rc = need(r, 24);
 	if (rc)
 		return rc;
-	struct lhead h;
-	h.n = kvt_get_u64(r->p + r->at);
+	uint64_t n = kvt_get_u64(r->p + r->at);
 	r->at += 8;
-	h.nc = r32(r), h.nf = r32(r), h.pend = r32(r);
-	if (r32(r) != 0 || (rc = check_head(x, &h, r)))
+	uint32_t nc = r32(r), nf = r32(r), pend = r32(r);
+	if (r32(r) != 0 || nf > n)
 		return KVT_ECORRUPT;
-	/* The chunk workspace only for a chunk being filled. */
-	if ((h.pend && (rc = kvt_rl_alloc_chunk(x, l))) ||
-	    (rc = kvt_rl_reserve(x, l, h.n, h.nc, h.nf)))
+	struct lsizes z = sizes_of(x, n, nc, nf, pend);
+	if ((rc = check_head(x, &z, r)))
 		return rc;
-	l->n_tokens = h.n, l->n_clusters = h.nc, l->n_frames = h.nf;
-	l->pend_n = h.pend;
-	get_arrays(x, l, r);
+	/* The workspace only for a chunk or a frame being filled. */
+	if (((pend || z.nf > z.full) && (rc = kvt_rl_alloc_chunk(x, l))) ||
+	    (rc = kvt_rl_reserve(x, l, n, nc, nf)))
+		return rc;
+	l->n_tokens = n, l->n_clusters = nc, l->n_frames = nf, l->pend_n = pend;
+	get_arrays(x, l, &z, r);
 	if ((rc = check_layer(x, l)))
 		return rc;
 	if (l->pend_n)

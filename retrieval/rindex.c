@@ -53,8 +53,10 @@ int kvt_rindex_create(const struct kvt_shape *shape,
 static void layer_free(struct rlayer *l)
 {
 	free(l->assign);
+	free(l->cmean);
 	free(l->csum);
 	free(l->ccount);
+	free(l->fmean);
 	free(l->fsum);
 	free(l->fcount);
 	free(l->pend);
@@ -114,11 +116,11 @@ int kvt_rl_reserve(const struct kvt_rindex *x, struct rlayer *l,
 	uint64_t cf = l->cap_frames, cf2 = cf;
 	int rc = grow((void **)&l->assign, H * 2, &ct, n_tokens);
 	if (rc == 0)
-		rc = grow((void **)&l->csum, H * d * 4, &cc, n_clusters);
+		rc = grow((void **)&l->cmean, H * d * 2, &cc, n_clusters);
 	if (rc == 0)
 		rc = grow((void **)&l->ccount, H * 4, &cc2, n_clusters);
 	if (rc == 0)
-		rc = grow((void **)&l->fsum, H * d * 4, &cf, n_frames);
+		rc = grow((void **)&l->fmean, H * d * 2, &cf, n_frames);
 	if (rc == 0)
 		rc = grow((void **)&l->fcount, 4, &cf2, n_frames);
 	/* Capacities only move up together once every array has grown. */
@@ -141,12 +143,32 @@ int kvt_rl_alloc_chunk(const struct kvt_rindex *x, struct rlayer *l)
 	l->usum = calloc(k * H * d, sizeof(float));
 	l->cent = calloc(k * H * d, sizeof(float));
 	l->fit = malloc(ch * sizeof(float));
-	if (l->pend && l->pend_inv && l->usum && l->cent && l->fit)
+	l->csum = calloc(k * H * d, sizeof(float));
+	l->fsum = calloc(H * d, sizeof(float));
+	if (l->pend && l->pend_inv && l->usum && l->cent && l->fit && l->csum &&
+	    l->fsum)
 		return 0;
 	free(l->pend), free(l->pend_inv), free(l->usum), free(l->cent);
-	free(l->fit);
+	free(l->fit), free(l->csum), free(l->fsum);
 	l->pend = l->pend_inv = l->usum = l->cent = l->fit = NULL;
+	l->csum = l->fsum = NULL;
 	return -ENOMEM;
+}
+
+void kvt_rl_close_chunk(const struct kvt_rindex *x, struct rlayer *l)
+{
+	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
+	uint32_t c0 = rl_chunk_c0(x, l), k = l->n_clusters - c0;
+	for (size_t j = 0; j < k; j++)
+		for (size_t h = 0; h < H; h++) {
+			size_t g = (c0 + j) * H + h;
+			float *s = l->csum + (j * H + h) * d;
+			float inv = l->ccount[g] ? 1.0f / (float)l->ccount[g] : 0.0f;
+			for (size_t e = 0; e < d; e++)
+				s[e] *= inv;
+			kvt_from_f32(KVT_DTYPE_F16, s, l->cmean + g * d, d);
+		}
+	memset(l->csum, 0, (size_t)x->k_chunk * H * d * sizeof(float));
 }
 
 /* ---------------------------------------------------------------- add */
@@ -155,7 +177,7 @@ int kvt_rl_alloc_chunk(const struct kvt_rindex *x, struct rlayer *l)
 static int reserve_for(const struct kvt_rindex *x, struct rlayer *l, uint32_t n)
 {
 	uint64_t nt = l->n_tokens + n;
-	uint64_t ft = (uint64_t)x->cfg.frame_blocks * x->shape.block_tokens;
+	uint64_t ft = rl_frame_tokens(x);
 	uint64_t chunks = (nt + x->cfg.chunk_tokens - 1) / x->cfg.chunk_tokens;
 	uint64_t nc = chunks * x->k_chunk, nf = (nt + ft - 1) / ft;
 	if (nc > UINT32_MAX || nf > UINT32_MAX)
@@ -164,18 +186,33 @@ static int reserve_for(const struct kvt_rindex *x, struct rlayer *l, uint32_t n)
 	return rc ? rc : kvt_rl_reserve(x, l, nt, (uint32_t)nc, (uint32_t)nf);
 }
 
-/* Adds the key of token `tok` (row of each head in keys) to its frame. */
+/* A complete frame keeps only its unit mean key per head, in fp16. */
+static void frame_close(const struct kvt_rindex *x, struct rlayer *l,
+			uint32_t f)
+{
+	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
+	for (size_t h = 0; h < H; h++) {
+		float *s = l->fsum + h * d, n = kvt_norm(s, d);
+		float inv = n > 0 ? 1.0f / n : 0.0f;
+		for (size_t e = 0; e < d; e++)
+			s[e] *= inv;
+		kvt_from_f32(KVT_DTYPE_F16, s, l->fmean + ((size_t)f * H + h) * d, d);
+	}
+	memset(l->fsum, 0, H * d * sizeof(float));
+}
+
+/* Adds the key of the token at pos (row of each head) to its frame. */
 static void frame_add(const struct kvt_rindex *x, struct rlayer *l,
 		      uint64_t pos, const float *const *rows)
 {
 	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
-	uint64_t ft = (uint64_t)x->cfg.frame_blocks * x->shape.block_tokens;
-	uint32_t f = (uint32_t)(pos / ft);
+	uint32_t f = (uint32_t)(pos / rl_frame_tokens(x));
 	if (f >= l->n_frames)
 		l->n_frames = f + 1;
-	l->fcount[f]++;
 	for (size_t h = 0; h < H; h++)
-		kvt_axpy(l->fsum + ((size_t)f * H + h) * d, 1.0f, rows[h], d);
+		kvt_axpy(l->fsum + h * d, 1.0f, rows[h], d);
+	if (++l->fcount[f] == rl_frame_tokens(x))
+		frame_close(x, l, f);
 }
 
 /* Copies token t of keys into the chunk as pending token i. */
@@ -207,7 +244,8 @@ static void add_one(struct kvt_rindex *x, struct rlayer *l, const void *keys,
 	kvt_km_add_token(x, l, i);
 	if (l->pend_n == x->cfg.chunk_tokens) {
 		kvt_km_refine(x, l);
-		l->pend_n = 0; /* the chunk is closed */
+		kvt_rl_close_chunk(x, l);
+		l->pend_n = 0;
 	}
 }
 
@@ -276,10 +314,15 @@ int kvt_rindex_get_cluster(const struct kvt_rindex *idx, uint32_t layer,
 	if (cluster >= l->n_clusters)
 		return KVT_ENOTFOUND;
 	size_t H = idx->shape.n_kv_heads, d = idx->shape.head_dim;
-	uint32_t cnt = l->ccount[(size_t)cluster * H + head];
-	const float *s = l->csum + ((size_t)cluster * H + head) * d;
-	for (size_t i = 0; mean && i < d; i++)
-		mean[i] = cnt ? s[i] / (float)cnt : 0.0f;
+	uint32_t cnt = l->ccount[(size_t)cluster * H + head], c0 = rl_chunk_c0(idx, l);
+	if (mean && cluster < c0) {
+		kvt_to_f32(KVT_DTYPE_F16, l->cmean + ((size_t)cluster * H + head) * d,
+			   mean, d);
+	} else if (mean) {
+		const float *s = l->csum + ((size_t)(cluster - c0) * H + head) * d;
+		for (size_t i = 0; i < d; i++)
+			mean[i] = cnt ? s[i] / (float)cnt : 0.0f;
+	}
 	if (size)
 		*size = cnt;
 	return 0;

@@ -27,15 +27,19 @@ struct rlayer {
 	uint16_t *assign;    /* [cap_tokens][H] cluster within the chunk */
 	uint32_t n_clusters; /* per kv head */
 	uint32_t cap_clusters;
-	float *csum;         /* [cap_clusters][H][d] sums of raw keys */
+	uint16_t *cmean;     /* [cap_clusters][H][d] fp16 mean keys of the
+	                        clusters of closed chunks */
 	uint32_t *ccount;    /* [cap_clusters][H] */
 	uint32_t n_frames, cap_frames;
-	float *fsum;         /* [cap_frames][H][d] sums of raw keys */
+	uint16_t *fmean;     /* [cap_frames][H][d] fp16 unit mean keys of the
+	                        complete frames */
 	uint32_t *fcount;    /* [cap_frames] tokens */
+	float *fsum;         /* [H][d] raw key sums of the frame being filled */
 	/* the chunk being filled: tokens [n_tokens - pend_n, n_tokens) */
 	uint32_t pend_n;
 	float *pend;         /* [H][chunk_tokens][d] raw keys */
 	float *pend_inv;     /* [H][chunk_tokens] 1 / |key| */
+	float *csum;         /* [k_chunk][H][d] raw key sums of its clusters */
 	float *usum;         /* [k_chunk][H][d] sums of unit keys */
 	float *cent;         /* [k_chunk][H][d] unit centroids */
 	float *fit;          /* [chunk_tokens] scratch: cosine to own centroid */
@@ -47,6 +51,19 @@ struct kvt_rindex {
 	uint32_t k_chunk;    /* clusters of a full chunk */
 	struct rlayer *layers;
 };
+
+/* Tokens per ReKV frame. */
+static inline uint64_t rl_frame_tokens(const struct kvt_rindex *x)
+{
+	return (uint64_t)x->cfg.frame_blocks * x->shape.block_tokens;
+}
+
+/* Frames of the layer that are complete (all but a partial last one). */
+static inline uint32_t rl_full_frames(const struct kvt_rindex *x,
+				      const struct rlayer *l)
+{
+	return l->n_frames - (l->n_tokens % rl_frame_tokens(x) ? 1 : 0);
+}
 
 static inline uint32_t rl_chunk_c0(const struct kvt_rindex *x,
 				   const struct rlayer *l)
@@ -62,8 +79,12 @@ static inline uint32_t rl_chunk_c0(const struct kvt_rindex *x,
 int kvt_rl_reserve(const struct kvt_rindex *x, struct rlayer *l,
 		   uint64_t n_tokens, uint32_t n_clusters, uint32_t n_frames);
 
-/* Allocates the chunk workspace of a layer. -ENOMEM. */
+/* Allocates the chunk and open-frame workspace of a layer. -ENOMEM. */
 int kvt_rl_alloc_chunk(const struct kvt_rindex *x, struct rlayer *l);
+
+/* Turns the chunk's key sums into fp16 means of closed clusters and
+ * clears them (the chunk is full). */
+void kvt_rl_close_chunk(const struct kvt_rindex *x, struct rlayer *l);
 
 /* ---- kmeans.c */
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "f16_internal.h"
 #include "rindex_internal.h"
 #include "vec.h"
 
@@ -55,35 +56,52 @@ static const float *qvec(const struct query_view *qv, size_t h, uint32_t j)
 	return qv->q + (first + j) * qv->d;
 }
 
-/* Adds each cluster's estimated attention mass per token (summed over the
- * group's query vectors) to w[c * H + h], for head h. */
-static void cluster_weights(const struct kvt_rindex *x, const struct rlayer *l,
-			    const struct query_view *qv, size_t h, float *lg,
-			    float *w)
+/* Logits q . mean / sqrt(d) of every query vector of head h against
+ * cluster c into lg[(h * m + j) * C + c]: fp16 means of closed clusters,
+ * key sums / size for the open chunk's; -inf for an empty cluster. */
+static void cluster_logits(const struct kvt_rindex *x, const struct rlayer *l,
+			   const struct query_view *qv, uint32_t c, float *lg)
 {
 	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
 	uint32_t C = l->n_clusters, m = qv->group * qv->n_queries;
-	float scale = 1.0f / sqrtf((float)d);
-	for (uint32_t c = 0; c < C; c++) {
-		uint32_t cnt = l->ccount[(size_t)c * H + h];
-		const float *s = l->csum + ((size_t)c * H + h) * d;
-		float f = cnt ? scale / (float)cnt : 0.0f, dots[4];
-		uint32_t j = 0;
+	uint32_t c0 = rl_chunk_c0(x, l);
+	float scale = 1.0f / sqrtf((float)d), dots[4];
+	for (size_t h = 0; h < H; h++) {
+		float *o = lg + h * m * C + c;
+		uint32_t cnt = l->ccount[(size_t)c * H + h], j = 0;
+		const uint16_t *mh = l->cmean + ((size_t)c * H + h) * d;
+		const float *sf = c < c0 ? NULL : l->csum + ((size_t)(c - c0) * H + h) * d;
+		float f = c < c0 ? scale : scale / (float)(cnt ? cnt : 1);
+		for (; !cnt && j < m; j++)
+			o[(size_t)j * C] = -INFINITY;
 		/* the group's query vectors are consecutive rows of q */
-		for (; cnt && j + 4 <= m; j += 4) {
-			kvt_dot4(s, qvec(qv, h, j), d, d, dots);
+		for (; j + 4 <= m; j += 4) {
+			if (c < c0)
+				kvt_rt_dot4_f16(mh, qvec(qv, h, j), d, d, dots);
+			else
+				kvt_dot4(sf, qvec(qv, h, j), d, d, dots);
 			for (int i = 0; i < 4; i++)
-				lg[(size_t)(j + i) * C + c] = dots[i] * f;
+				o[(size_t)(j + i) * C] = dots[i] * f;
 		}
 		for (; j < m; j++)
-			lg[(size_t)j * C + c] =
-				cnt ? kvt_dot(qvec(qv, h, j), s, d) * f : -INFINITY;
+			o[(size_t)j * C] = f * (c < c0 ? kvt_rt_dot_f16(mh, qvec(qv, h, j), d)
+						       : kvt_dot(sf, qvec(qv, h, j), d));
 	}
+}
+
+/* Adds each cluster's estimated attention mass per token (summed over the
+ * group's query vectors: a softmax over clusters weighted by their sizes)
+ * to w[c * H + h]; lg holds the logits of head h. */
+static void cluster_weights(const struct kvt_rindex *x, const struct rlayer *l,
+			    uint32_t m, size_t h, float *lg, float *w)
+{
+	size_t H = x->shape.n_kv_heads;
+	uint32_t C = l->n_clusters;
 	for (uint32_t j = 0; j < m; j++) {
 		float *row = lg + (size_t)j * C, mx = -INFINITY;
 		for (uint32_t c = 0; c < C; c++)
 			mx = row[c] > mx ? row[c] : mx;
-		if (!(mx > -INFINITY) || !isfinite(mx))
+		if (!isfinite(mx))
 			continue;
 		double z = 0;
 		for (uint32_t c = 0; c < C; c++) {
@@ -125,18 +143,31 @@ static int score_clusterkv(const struct kvt_rindex *x, const struct rlayer *l,
 	size_t H = x->shape.n_kv_heads;
 	uint32_t m = qv->group * qv->n_queries;
 	float *w = calloc((size_t)l->n_clusters * H + 1, sizeof *w);
-	float *lg = malloc(((size_t)l->n_clusters * m + 1) * sizeof *lg);
-	if (!w || !lg) {
-		free(w);
-		free(lg);
-		return -ENOMEM;
+	float *lg = malloc(((size_t)l->n_clusters * m * H + 1) * sizeof *lg);
+	int rc = w && lg ? 0 : -ENOMEM;
+	if (rc == 0) {
+		for (uint32_t c = 0; c < l->n_clusters; c++)
+			cluster_logits(x, l, qv, c, lg);
+		for (size_t h = 0; h < H; h++)
+			cluster_weights(x, l, m, h, lg + h * m * l->n_clusters, w);
+		token_mass(x, l, w, score);
 	}
-	for (size_t h = 0; h < H; h++)
-		cluster_weights(x, l, qv, h, lg, w);
-	token_mass(x, l, w, score);
 	free(w);
 	free(lg);
-	return 0;
+	return rc;
+}
+
+/* Unit mean keys [H][d] of the frame being filled into out. */
+static void open_frame_mean(const struct kvt_rindex *x, const struct rlayer *l,
+			    float *out)
+{
+	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
+	for (size_t h = 0; h < H; h++) {
+		const float *s = l->fsum + h * d;
+		float nrm = kvt_norm(s, d), inv = nrm > 0 ? 1.0f / nrm : 0.0f;
+		for (size_t e = 0; e < d; e++)
+			out[h * d + e] = s[e] * inv;
+	}
 }
 
 /* ReKV: the cosine of the group's mean query with each frame's mean key. */
@@ -146,9 +177,9 @@ static int score_rekv(const struct kvt_rindex *x, const struct rlayer *l,
 	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
 	uint32_t m = qv->group * qv->n_queries, F = x->cfg.frame_blocks;
 	float *qa = calloc(H * d, sizeof *qa), *fs = calloc(l->n_frames + 1, 4);
-	if (!qa || !fs) {
-		free(qa);
-		free(fs);
+	float *means = malloc(H * d * sizeof *means);
+	if (!qa || !fs || !means) {
+		free(qa), free(fs), free(means);
 		return -ENOMEM;
 	}
 	for (size_t h = 0; h < H; h++) {
@@ -159,16 +190,18 @@ static int score_rekv(const struct kvt_rindex *x, const struct rlayer *l,
 		for (size_t e = 0; e < d; e++)
 			a[e] *= s;
 	}
-	for (uint32_t f = 0; f < l->n_frames; f++)
-		for (size_t h = 0; h < H; h++) {
-			const float *k = l->fsum + ((size_t)f * H + h) * d;
-			float n = kvt_norm(k, d);
-			fs[f] += n > 0 ? kvt_dot(qa + h * d, k, d) / n : 0.0f;
-		}
+	/* the sum over heads of per-head cosines is one dot product of the
+	 * [H][d] rows */
+	uint32_t full = rl_full_frames(x, l);
+	for (uint32_t f = 0; f < full; f++)
+		fs[f] = kvt_rt_dot_f16(l->fmean + (size_t)f * H * d, qa, H * d);
+	if (full < l->n_frames) {
+		open_frame_mean(x, l, means);
+		fs[full] = kvt_dot(qa, means, H * d);
+	}
 	for (uint32_t b = 0; b < nb; b++)
 		score[b] = fs[b / F];
-	free(qa);
-	free(fs);
+	free(qa), free(fs), free(means);
 	return 0;
 }
 

@@ -34,12 +34,16 @@
  *    kv head j / (n_q_heads / n_kv_heads) (consecutive groups, as in
  *    Hugging Face's repeat_kv).
  *
- * Memory per layer: 4 bytes per token and kv head (cluster ids), 4 *
- * head_dim bytes per cluster and per frame and kv head (key sums), plus
- * the keys of the chunk being clustered (4 * chunk_tokens * head_dim bytes
- * per kv head).
+ * Memory per layer: 2 bytes per token and kv head (cluster ids), 2 *
+ * head_dim bytes per cluster and per ReKV frame and kv head (fp16 mean
+ * keys; fp32 sums for the chunk and the frame being filled), plus the keys
+ * of the chunk being clustered (4 * chunk_tokens * head_dim bytes per kv
+ * head). For 128k tokens, 8 kv heads of 128 dims and the defaults: about
+ * 22 MB per layer, 16 of them for ReKV's frames.
  *
- * Thread safety: an index is not thread-safe; use one per thread or lock.
+ * Thread safety: calls on different layers of one index may run at once
+ * (e.g. one thread per layer while indexing); calls on the same layer must
+ * not overlap unless all are kvt_retrieve or read-only accessors.
  * All functions return 0 or a negative code (see kvtier.h).
  */
 #ifndef KVTIER_RETRIEVAL_H
@@ -137,7 +141,8 @@ int kvt_rindex_get_assign(const struct kvt_rindex *idx, uint32_t layer,
 
 /*
  * Size of cluster `cluster` of (layer, head) and its mean key (head_dim
- * floats into mean, may be NULL; zeros for an empty cluster).
+ * floats into mean, may be NULL; zeros for an empty cluster). Clusters of
+ * closed chunks keep their mean in fp16.
  * Errors: -EINVAL, KVT_ENOTFOUND.
  */
 int kvt_rindex_get_cluster(const struct kvt_rindex *idx, uint32_t layer,

@@ -274,8 +274,8 @@ Test(retrieval_store, index_persists_with_the_cache)
 
 Test(retrieval_store, an_index_larger_than_one_piece_persists, .timeout = 120)
 {
-	/* one frame per token of 4 x 1024 floats: about 69 MB, two pieces */
-	const struct kvt_shape big = {1, 4, 1024, 1, KVT_DTYPE_F16};
+	/* one frame per token of 8 x 1024 fp16: about 69 MB, two pieces */
+	const struct kvt_shape big = {1, 8, 1024, 1, KVT_DTYPE_F16};
 	const uint32_t n = 4200;
 	struct kvt_store *st = open_store(0, 1);
 	struct kvt_cache_config cfg;
@@ -289,9 +289,9 @@ Test(retrieval_store, an_index_larger_than_one_piece_persists, .timeout = 120)
 	icfg.iters = 1;
 	struct kvt_rindex *x, *y;
 	cr_assert_eq(kvt_rindex_create(&big, &icfg, &x), 0);
-	uint16_t *k = malloc((size_t)4 * n * 1024 * 2);
+	uint16_t *k = malloc((size_t)8 * n * 1024 * 2);
 	uint64_t rs = 9;
-	for (size_t i = 0; i < (size_t)4 * n * 1024; i++)
+	for (size_t i = 0; i < (size_t)8 * n * 1024; i++)
 		k[i] = kvt_f32_to_f16(synth_normal(&rs));
 	cr_assert_eq(kvt_rindex_add(x, 0, k, n), 0);
 	int rc = kvt_rindex_persist(x, c);
