@@ -38,12 +38,14 @@
  * head_dim bytes per cluster and per ReKV frame and kv head (fp16 mean
  * keys; fp32 sums for the chunk and the frame being filled), plus the keys
  * of the chunk being clustered (4 * chunk_tokens * head_dim bytes per kv
- * head). For 128k tokens, 8 kv heads of 128 dims and the defaults: about
- * 22 MB per layer, 16 of them for ReKV's frames.
+ * head, while a chunk is open). For 128k tokens, 8 kv heads of 128 dims and
+ * the defaults: about 22 MB per layer (16 of them ReKV's frames), plus 4 MB
+ * for an open chunk.
  *
  * Thread safety: calls on different layers of one index may run at once
- * (e.g. one thread per layer while indexing); calls on the same layer must
- * not overlap unless all are kvt_retrieve or read-only accessors.
+ * (e.g. one thread per layer while indexing; kvt_rindex_refine with
+ * UINT32_MAX touches every layer); calls on the same layer must not overlap
+ * unless all are kvt_retrieve or read-only accessors.
  * All functions return 0 or a negative code (see kvtier.h).
  */
 #ifndef KVTIER_RETRIEVAL_H
