@@ -117,7 +117,14 @@ struct kvt_codec_params {
 	uint32_t residual;    /* newest tokens kept at full precision (default 128);
 	                         the store uses 0 per block and keeps its own window */
 	float salient_ratio;  /* ZipCache: fraction of tokens at high_bits (0..1) */
-	const float *saliency; /* ZipCache: optional per-token scores (n = tokens);
+	uint8_t zip_tokenwise; /* ZipCache: 1 = plain tokenwise quantization (no
+	                          per-channel normalisers); 0 (default) =
+	                          channel-separable. Not kept by the store, which
+	                          always uses the default. */
+	const float *saliency; /* ZipCache: optional per-token scores (n = tokens),
+	                          e.g. from kvt_zipcache_saliency(); the
+	                          round(salient_ratio * tokens) highest get
+	                          high_bits (ties: lower index first; NaN lowest).
 	                          NULL: the codec treats every token as low-bit.
 	                          Only read during encode; never stored. */
 };
