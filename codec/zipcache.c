@@ -237,25 +237,39 @@ struct zip_work {
 	uint32_t *bitmap;
 };
 
-/* Quantizes one (normalised) row at `bits` into its words, scale and min. */
-static void quant_row(const float *restrict xn, uint32_t dim, unsigned bits,
-		      uint32_t *restrict codes, uint32_t *restrict words,
-		      uint16_t *scale, uint16_t *min)
+/* Packs whole words of codes; inlined with a constant bits so the inner
+ * loop unrolls. */
+static inline __attribute__((always_inline)) void
+pack(const uint32_t *restrict codes, uint32_t nw, const unsigned bits,
+     uint32_t *restrict words)
 {
-	const float qmax = (float)((1u << bits) - 1);
-	const uint32_t per_word = 32 / bits, nw = row_words(dim, bits);
-	float mn, mx, inv;
-	row_minmax(xn, dim, &mn, &mx);
-	kvt_kivi_group_params(mn, mx, bits, scale, min, &inv);
-	const float m = kvt_f16_to_f32(*min);
-	for (uint32_t c = 0; c < dim; c++)
-		codes[c] = quant1(xn[c], m, inv, qmax);
+	const uint32_t per_word = 32 / bits;
 	for (uint32_t w = 0; w < nw; w++) {
 		const uint32_t *restrict cw = codes + (size_t)w * per_word;
 		uint32_t acc = 0;
 		for (uint32_t k = 0; k < per_word; k++)
 			acc |= cw[k] << (k * bits);
 		words[w] = acc;
+	}
+}
+
+/* Quantizes one (normalised) row at `bits` into its words, scale and min. */
+static void quant_row(const float *restrict xn, uint32_t dim, unsigned bits,
+		      uint32_t *restrict codes, uint32_t *restrict words,
+		      uint16_t *scale, uint16_t *min)
+{
+	const float qmax = (float)((1u << bits) - 1);
+	const uint32_t nw = row_words(dim, bits);
+	float mn, mx, inv;
+	row_minmax(xn, dim, &mn, &mx);
+	kvt_kivi_group_params(mn, mx, bits, scale, min, &inv);
+	const float m = kvt_f16_to_f32(*min);
+	for (uint32_t c = 0; c < dim; c++)
+		codes[c] = quant1(xn[c], m, inv, qmax);
+	switch (bits) {
+	case 2: pack(codes, nw, 2, words); break;
+	case 4: pack(codes, nw, 4, words); break;
+	default: pack(codes, nw, 8, words); break;
 	}
 }
 
@@ -413,52 +427,131 @@ static int zip_parse(const struct kvt_codec_header *h, const uint8_t *payload,
 	return 0;
 }
 
-static void decode_row(const uint32_t *restrict words, unsigned bits,
-		       uint32_t dim, float s, float m, const float *restrict nh,
-		       float *restrict out)
+/* Codes of whole words to floats (code * s + m); constant bits inlined. */
+static inline __attribute__((always_inline)) void
+unpack(const uint32_t *restrict words, uint32_t nw, const unsigned bits,
+       float s, float m, float *restrict out)
 {
 	const uint32_t per_word = 32 / bits, mask = (1u << bits) - 1;
-	for (uint32_t c = 0; c < dim; c++) {
-		uint32_t code = (words[c / per_word] >> ((c % per_word) * bits)) & mask;
-		out[c] = (float)code * s + m;
+	for (uint32_t w = 0; w < nw; w++) {
+		const uint32_t word = words[w];
+		for (uint32_t k = 0; k < per_word; k++)
+			out[w * per_word + k] =
+				(float)((word >> (k * bits)) & mask) * s + m;
+	}
+}
+
+/* One row into out, which has room for whole words of codes. */
+static void decode_row(const uint32_t *words, unsigned bits, uint32_t dim,
+		       float s, float m, const float *restrict nh,
+		       float *restrict out)
+{
+	const uint32_t nw = row_words(dim, bits);
+	switch (bits) {
+	case 2: unpack(words, nw, 2, s, m, out); break;
+	case 4: unpack(words, nw, 4, s, m, out); break;
+	default: unpack(words, nw, 8, s, m, out); break;
 	}
 	if (nh)
 		for (uint32_t c = 0; c < dim; c++)
 			out[c] = out[c] * nh[c];
 }
 
+/* Decoding state: where the next row of each class is. */
+struct zip_cursor {
+	const struct kvt_codec_header *h;
+	struct kvt_zip_layout l;
+	const uint32_t *bm, *low, *high;
+	const uint16_t *norms, *scales, *mins;
+	float *nh;  /* [dim] normalisers of the current head */
+	float *row; /* [dim rounded up to 16] */
+};
+
+static void cursor_head(struct zip_cursor *z, size_t hd)
+{
+	for (uint32_t c = 0; z->l.norms && c < z->h->dim; c++)
+		z->nh[c] = kvt_f16_to_f32(z->norms[hd * z->h->dim + c]);
+}
+
+/* Decodes the next row (token t of head hd) into out (dim floats). */
+static void cursor_row(struct zip_cursor *z, size_t hd, uint32_t t, float *out)
+{
+	const struct kvt_codec_header *h = z->h;
+	const size_t r = hd * h->tokens + t;
+	const int sal = kvt_zip_is_salient(z->bm, t);
+	const uint32_t **src = sal ? &z->high : &z->low;
+	/* out takes whole words of codes when dim is a multiple of 16 */
+	float *o = h->dim % 16 ? z->row : out;
+	decode_row(*src, sal ? h->high_bits : h->bits, h->dim,
+		   kvt_f16_to_f32(z->scales[r]), kvt_f16_to_f32(z->mins[r]),
+		   z->l.norms ? z->nh : NULL, o);
+	if (o != out)
+		memcpy(out, o, h->dim * sizeof *out);
+	*src += sal ? z->l.wh : z->l.wl;
+}
+
+static int cursor_open(const struct kvt_codec_header *h, const uint8_t *payload,
+		       struct zip_cursor *z)
+{
+	int rc = zip_parse(h, payload, &z->l);
+	if (rc)
+		return rc;
+	const size_t pad = ((size_t)h->dim + 15) / 16 * 16;
+	z->h = h;
+	z->nh = malloc(((size_t)h->dim + pad) * sizeof(float));
+	if (!z->nh)
+		return -ENOMEM;
+	z->row = z->nh + h->dim;
+	z->bm = (const uint32_t *)(const void *)(payload + z->l.bitmap);
+	z->norms = (const uint16_t *)(const void *)(payload + z->l.norm);
+	z->scales = (const uint16_t *)(const void *)(payload + z->l.scales);
+	z->mins = (const uint16_t *)(const void *)(payload + z->l.mins);
+	z->low = (const uint32_t *)(const void *)(payload + z->l.low);
+	z->high = (const uint32_t *)(const void *)(payload + z->l.high);
+	return 0;
+}
+
 static int zip_decode_f32(const struct kvt_codec_header *h,
 			  const uint8_t *payload, float *dst)
 {
-	struct kvt_zip_layout l;
-	int rc = zip_parse(h, payload, &l);
+	struct zip_cursor z;
+	int rc = cursor_open(h, payload, &z);
 	if (rc)
 		return rc;
-	const uint32_t dim = h->dim;
-	float *nh = malloc((size_t)dim * sizeof *nh);
-	if (!nh)
-		return -ENOMEM;
-	const uint32_t *bm = (const uint32_t *)(const void *)(payload + l.bitmap);
-	const uint16_t *norms = (const uint16_t *)(const void *)(payload + l.norm);
-	const uint16_t *scales = (const uint16_t *)(const void *)(payload + l.scales);
-	const uint16_t *mins = (const uint16_t *)(const void *)(payload + l.mins);
-	const uint32_t *low = (const uint32_t *)(const void *)(payload + l.low);
-	const uint32_t *high = (const uint32_t *)(const void *)(payload + l.high);
 	for (size_t hd = 0; hd < h->heads; hd++) {
-		for (uint32_t c = 0; l.norms && c < dim; c++)
-			nh[c] = kvt_f16_to_f32(norms[hd * dim + c]);
-		for (uint32_t t = 0; t < h->tokens; t++) {
-			size_t r = hd * h->tokens + t;
-			int sal = kvt_zip_is_salient(bm, t);
-			const uint32_t **src = sal ? &high : &low;
-			decode_row(*src, sal ? h->high_bits : h->bits, dim,
-				   kvt_f16_to_f32(scales[r]),
-				   kvt_f16_to_f32(mins[r]), l.norms ? nh : NULL,
-				   dst + r * dim);
-			*src += sal ? l.wh : l.wl;
+		cursor_head(&z, hd);
+		for (uint32_t t = 0; t < h->tokens; t++)
+			cursor_row(&z, hd, t, dst + (hd * h->tokens + t) * h->dim);
+	}
+	free(z.nh);
+	return 0;
+}
+
+/* fp16 / bf16 output through a small fp32 chunk, not a whole-tensor copy. */
+static int zip_decode_native(const struct kvt_codec_header *h,
+			     const uint8_t *payload, void *dst)
+{
+	struct zip_cursor z;
+	const size_t dim = h->dim, es = kvt_dtype_size(h->dtype);
+	float *buf = malloc((size_t)CHUNK * dim * sizeof *buf);
+	int rc = buf ? cursor_open(h, payload, &z) : -ENOMEM;
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	for (size_t hd = 0; hd < h->heads; hd++) {
+		cursor_head(&z, hd);
+		for (uint32_t t0 = 0; t0 < h->tokens; t0 += CHUNK) {
+			uint32_t n = h->tokens - t0 < CHUNK ? h->tokens - t0 : CHUNK;
+			for (uint32_t i = 0; i < n; i++)
+				cursor_row(&z, hd, t0 + i, buf + i * dim);
+			kvt_from_f32(h->dtype, buf,
+				     (uint8_t *)dst + (hd * h->tokens + t0) * dim * es,
+				     (size_t)n * dim);
 		}
 	}
-	free(nh);
+	free(z.nh);
+	free(buf);
 	return 0;
 }
 
@@ -471,4 +564,5 @@ const struct kvt_codec_ops kvt_codec_zipcache_ops = {
 	.encode = zip_encode,
 	.validate = zip_validate,
 	.decode_f32 = zip_decode_f32,
+	.decode_native = zip_decode_native,
 };
