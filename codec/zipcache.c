@@ -193,30 +193,42 @@ static int pick_salient(const float *scores, uint32_t tokens, uint32_t n_sal,
 
 /* ---------------------------------------------------------------- encode */
 
-/* Min and max of n floats; eight lanes so the loop vectorises (min and max
- * are exact, the lane order does not change the result). */
+/* Eight floats as one GCC generic vector (lowered to whatever the target
+ * has); a < b gives a lane mask, so min/max are selects, exact either way. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+static inline v8f v8_select(v8i m, v8f a, v8f b)
+{
+	return (v8f)(((v8i)a & m) | ((v8i)b & ~m));
+}
+
+/* Min and max of n floats (the lane order does not change the result). */
 static void row_minmax(const float *restrict x, uint32_t n, float *mn_out,
 		       float *mx_out)
 {
-	float mn[8], mx[8];
-	for (int k = 0; k < 8; k++)
-		mn[k] = mx[k] = x[0];
+	v8f mn, mx, v;
 	uint32_t c = 0;
-	for (; c + 8 <= n; c += 8)
-		for (int k = 0; k < 8; k++) {
-			mn[k] = x[c + k] < mn[k] ? x[c + k] : mn[k];
-			mx[k] = x[c + k] > mx[k] ? x[c + k] : mx[k];
+	float a = x[0], b = x[0];
+	if (n >= 8) {
+		memcpy(&mn, x, sizeof mn);
+		mx = mn;
+		for (c = 8; c + 8 <= n; c += 8) {
+			memcpy(&v, x + c, sizeof v);
+			mn = v8_select(v < mn, v, mn);
+			mx = v8_select(v > mx, v, mx);
 		}
+		for (int k = 0; k < 8; k++) {
+			a = mn[k] < a ? mn[k] : a;
+			b = mx[k] > b ? mx[k] : b;
+		}
+	}
 	for (; c < n; c++) {
-		mn[0] = x[c] < mn[0] ? x[c] : mn[0];
-		mx[0] = x[c] > mx[0] ? x[c] : mx[0];
+		a = x[c] < a ? x[c] : a;
+		b = x[c] > b ? x[c] : b;
 	}
-	for (int k = 1; k < 8; k++) {
-		mn[0] = mn[k] < mn[0] ? mn[k] : mn[0];
-		mx[0] = mx[k] > mx[0] ? mx[k] : mx[0];
-	}
-	*mn_out = mn[0];
-	*mx_out = mx[0];
+	*mn_out = a;
+	*mx_out = b;
 }
 
 static inline uint32_t quant1(float x, float m, float inv, float qmax)
@@ -230,7 +242,7 @@ static inline uint32_t quant1(float x, float m, float inv, float qmax)
 /* Work buffers of one encode. codes has room for whole words (zero tail). */
 struct zip_work {
 	float *x;        /* [CHUNK][dim] rows in fp32 */
-	float *amax;     /* [dim] */
+	uint32_t *amax;  /* [dim] largest magnitude, as input bits */
 	float *r;        /* [dim] reciprocal normalisers */
 	float *xn;       /* [dim] */
 	uint32_t *codes; /* [dim rounded up to 16] */
@@ -273,28 +285,51 @@ static void quant_row(const float *restrict xn, uint32_t dim, unsigned bits,
 	}
 }
 
-/* Per-channel normalisers of one head: pass over its rows in chunks. */
+/* Largest |x| per channel from the raw bits: clearing the sign leaves
+ * integers ordered like the magnitudes (inputs are finite), so no
+ * conversion is needed and the loops vectorise. */
+static void amax16(const uint16_t *restrict p, uint32_t tokens, uint32_t dim,
+		   uint32_t *restrict m)
+{
+	for (uint32_t t = 0; t < tokens; t++, p += dim)
+		for (uint32_t c = 0; c < dim; c++) {
+			uint32_t a = p[c] & 0x7fffu;
+			m[c] = a > m[c] ? a : m[c];
+		}
+}
+
+static void amax32(const uint32_t *restrict p, uint32_t tokens, uint32_t dim,
+		   uint32_t *restrict m)
+{
+	for (uint32_t t = 0; t < tokens; t++, p += dim)
+		for (uint32_t c = 0; c < dim; c++) {
+			uint32_t a = p[c] & 0x7fffffffu;
+			m[c] = a > m[c] ? a : m[c];
+		}
+}
+
+static float bits_value(enum kvt_dtype dtype, uint32_t b)
+{
+	if (dtype == KVT_DTYPE_F16)
+		return kvt_f16_to_f32((uint16_t)b);
+	if (dtype == KVT_DTYPE_BF16)
+		return kvt_bf16_to_f32((uint16_t)b);
+	return kvt_bits_to_f32(b);
+}
+
+/* Per-channel normalisers of one head and their reciprocals. */
 static void head_norms(const struct kvt_codec_header *h, const uint8_t *head,
 		       struct zip_work *w, uint16_t *norms)
 {
 	const uint32_t dim = h->dim;
-	const size_t es = kvt_dtype_size(h->dtype);
-	float *restrict amax = w->amax;
-	memset(amax, 0, dim * sizeof *amax);
-	for (uint32_t t0 = 0; t0 < h->tokens; t0 += CHUNK) {
-		uint32_t n = h->tokens - t0 < CHUNK ? h->tokens - t0 : CHUNK;
-		kvt_to_f32(h->dtype, head + (size_t)t0 * dim * es, w->x,
-			   (size_t)n * dim);
-		for (uint32_t i = 0; i < n; i++) {
-			const float *restrict row = w->x + (size_t)i * dim;
-			for (uint32_t c = 0; c < dim; c++) {
-				float a = fabsf(row[c]);
-				amax[c] = a > amax[c] ? a : amax[c];
-			}
-		}
-	}
+	uint32_t *m = w->amax;
+	memset(m, 0, dim * sizeof *m);
+	if (h->dtype == KVT_DTYPE_F32)
+		amax32((const uint32_t *)(const void *)head, h->tokens, dim, m);
+	else
+		amax16((const uint16_t *)(const void *)head, h->tokens, dim, m);
 	for (uint32_t c = 0; c < dim; c++) {
-		norms[c] = kvt_zip_norm(amax[c]);
+		norms[c] = kvt_zip_norm(bits_value(h->dtype, m[c]));
 		w->r[c] = 1.0f / kvt_f16_to_f32(norms[c]);
 	}
 }
@@ -312,8 +347,8 @@ static void head_rows(const struct kvt_codec_header *h,
 	const size_t es = kvt_dtype_size(h->dtype);
 	for (uint32_t t0 = 0; t0 < h->tokens; t0 += CHUNK) {
 		uint32_t n = h->tokens - t0 < CHUNK ? h->tokens - t0 : CHUNK;
-		kvt_to_f32(h->dtype, head + (size_t)t0 * dim * es, w->x,
-			   (size_t)n * dim);
+		kvt_zip_to_f32(h->dtype, head + (size_t)t0 * dim * es, w->x,
+			       (size_t)n * dim);
 		for (uint32_t i = 0; i < n; i++) {
 			const float *restrict row = w->x + (size_t)i * dim;
 			const float *xn = row;
@@ -341,8 +376,8 @@ static int work_alloc(uint32_t dim, struct zip_work *w)
 	if (!mem)
 		return -ENOMEM;
 	w->x = mem;
-	w->amax = mem + (size_t)CHUNK * dim;
-	w->r = w->amax + dim;
+	w->amax = (uint32_t *)(void *)(mem + (size_t)CHUNK * dim);
+	w->r = mem + (size_t)CHUNK * dim + dim;
 	w->xn = w->r + dim;
 	w->codes = (uint32_t *)(void *)(w->xn + dim);
 	return 0;
@@ -545,7 +580,7 @@ static int zip_decode_native(const struct kvt_codec_header *h,
 			uint32_t n = h->tokens - t0 < CHUNK ? h->tokens - t0 : CHUNK;
 			for (uint32_t i = 0; i < n; i++)
 				cursor_row(&z, hd, t0 + i, buf + i * dim);
-			kvt_from_f32(h->dtype, buf,
+			kvt_zip_from_f32(h->dtype, buf,
 				     (uint8_t *)dst + (hd * h->tokens + t0) * dim * es,
 				     (size_t)n * dim);
 		}

@@ -37,4 +37,9 @@ static inline int kvt_zip_is_salient(const uint32_t *bitmap, uint32_t t)
  * sqrt(amax) rounded to nearest, clamped to [2^-14, 65504]; 1.0 for amax 0. */
 uint16_t kvt_zip_norm(float amax);
 
+/* kvt_to_f32 / kvt_from_f32 with the same results, through F16C for fp16
+ * where the CPU has it (zipcache_x86.c). */
+void kvt_zip_to_f32(enum kvt_dtype dtype, const void *src, float *dst, size_t n);
+void kvt_zip_from_f32(enum kvt_dtype dtype, const float *src, void *dst, size_t n);
+
 #endif

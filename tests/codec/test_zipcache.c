@@ -529,3 +529,28 @@ Test(zipcache, saliency_bad_arguments)
 		cr_assert_float_eq(s[j], want, 1e-6);
 	}
 }
+
+/* fp16 input and its exact fp32 widening give the same payload bytes (the
+ * F16C conversions and the bit-level channel maxima change nothing). */
+Test(zipcache, payload_does_not_depend_on_the_input_dtype)
+{
+	const uint32_t tokens = 77, dim = 128;
+	size_t n = (size_t)2 * tokens * dim;
+	float *x = make_tensor(2, tokens, dim, 31), *s = make_scores(tokens, 5);
+	uint16_t *xh = malloc(n * 2);
+	kvt_from_f32(KVT_DTYPE_F16, x, xh, n);
+	kvt_to_f32(KVT_DTYPE_F16, xh, x, n);
+	struct kvt_tensor_desc dh = {2, tokens, dim, KVT_DTYPE_F16};
+	struct kvt_tensor_desc df = {2, tokens, dim, KVT_DTYPE_F32};
+	for (int kind = 0; kind < 2; kind++) {
+		struct kvt_codec_params p;
+		params(&p, 2, 8, 0.3f, s, 0);
+		struct coded a, b;
+		encode(&p, kind, &dh, xh, &a);
+		encode(&p, kind, &df, x, &b);
+		cr_assert_eq(a.len, b.len);
+		cr_assert_eq(memcmp(payload(&a), payload(&b), a.len - KVT_CODEC_HEADER_BYTES), 0);
+		free(a.buf), free(b.buf);
+	}
+	free(x), free(s), free(xh);
+}
