@@ -229,6 +229,21 @@ int kvt_cache_append(struct kvt_cache *cache, uint32_t layer, uint32_t n_tokens,
 		     const void *k, const void *v);
 
 /*
+ * Like kvt_cache_append, with one saliency score per token (n_tokens floats,
+ * e.g. from kvt_zipcache_saliency(); NULL: none) for a cache whose cold
+ * codec is ZipCache: when a block is encoded cold, the round(salient_ratio *
+ * block_tokens) tokens of the block with the highest scores get high_bits.
+ * Scores are kept, copied, only while their block is raw; they are not
+ * stored, so a block whose tokens have no scores (appended with
+ * kvt_cache_append, or raw across a restart) is encoded with every token at
+ * low bits, and tokens without scores rank below those with. With another
+ * cold codec the scores are ignored. Errors: as kvt_cache_append.
+ */
+int kvt_cache_append_scored(struct kvt_cache *cache, uint32_t layer,
+			    uint32_t n_tokens, const void *k, const void *v,
+			    const float *scores);
+
+/*
  * Reads tokens [first, first + n_tokens) of layer `layer` into k and v
  * ([n_kv_heads][n_tokens][head_dim] of the cache dtype). Quantized blocks are
  * decoded. Errors: KVT_ENOTFOUND (range past the appended tokens),
