@@ -554,3 +554,41 @@ Test(zipcache, payload_does_not_depend_on_the_input_dtype)
 	}
 	free(x), free(s), free(xh);
 }
+
+/* Random byte flips anywhere: decode returns a code or decodes, never reads
+ * outside the buffer (run under ASan to see that part). */
+Test(zipcache, random_corruption_is_handled)
+{
+	const uint32_t tokens = 50, dim = 24;
+	size_t n = (size_t)2 * tokens * dim;
+	struct kvt_tensor_desc d = {2, tokens, dim, KVT_DTYPE_F16};
+	float *x = make_tensor(2, tokens, dim, 13), *s = make_scores(tokens, 6);
+	uint16_t *xh = malloc(n * 2), *yh = malloc(n * 2);
+	float *y = malloc(n * 4);
+	kvt_from_f32(KVT_DTYPE_F16, x, xh, n);
+	struct kvt_codec_params p;
+	params(&p, 2, 4, 0.3f, s, 0);
+	struct coded c;
+	encode(&p, KVT_KIND_VALUE, &d, xh, &c);
+	uint8_t *m = malloc(c.len);
+	unsigned seed = 99;
+	int errors = 0;
+	for (int i = 0; i < 3000; i++) {
+		memcpy(m, c.buf, c.len);
+		for (int f = 0; f < 1 + i % 3; f++) {
+			seed = seed * 1103515245u + 12345u;
+			size_t at = (seed >> 8) % (i % 2 ? c.len : 64);
+			m[at] ^= (uint8_t)(1u << (seed >> 28) % 8);
+		}
+		int rc = kvt_codec_decode(m, c.len, yh, n * 2, NULL);
+		int rf = kvt_codec_decode_f32(m, c.len, y, n * 4, NULL);
+		cr_assert(rc == 0 || rc == KVT_EFORMAT || rc == KVT_EVERSION ||
+				  rc == KVT_ECODEC || rc == -ENOBUFS,
+			  "rc %d", rc);
+		/* a flipped dtype can make the fp16-sized buffer too small */
+		cr_assert(rc == rf || rc == -ENOBUFS, "rc %d rf %d", rc, rf);
+		errors += rc != 0;
+	}
+	cr_assert_gt(errors, 100, "corruption of the header and bitmap is seen");
+	free(x), free(s), free(xh), free(yh), free(y), free(m), free(c.buf);
+}
