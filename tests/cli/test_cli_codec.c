@@ -201,6 +201,11 @@ Test(cli_codec, zipcache_with_queries_saliency_file_and_fallback)
 		 p("q.npy"), p("v.npy"), p("v.kvq"));
 	cr_assert_eq(run(err, sizeof err, args), 1, "%s", err);
 	cr_assert(strstr(err, "--keys"), "%s", err);
+	snprintf(args, sizeof args,
+		 "codec encode --codec zipcache --kind v --salient 0.25 --queries %s --keys %s %s %s",
+		 p("q.npy"), p("k.npy"), p("v.npy"), p("v.kvq"));
+	cr_assert_eq(run(err, sizeof err, args), 0, "%s", err);
+	cr_assert(strstr(err, "2/4 bits, 50 salient tokens"), "%s", err);
 	/* one score file for keys and values */
 	snprintf(args, sizeof args, "codec saliency --queries %s --keys %s %s",
 		 p("q.npy"), p("k.npy"), p("s.npy"));
