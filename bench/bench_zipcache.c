@@ -24,11 +24,13 @@
 #include "bench_util.h"
 #include "half.h"
 #include "kvtier/codec.h"
+#include "npy.h"
 
 struct opts {
 	unsigned kv_heads, q_heads, tokens, dim, eval, tput_tokens, reps;
 	float probe, hh, qscale;
 	uint64_t seed;
+	const char *kpath, *vpath, *qpath; /* real tensors instead of synthetic */
 };
 
 static void usage(FILE *f)
@@ -37,12 +39,17 @@ static void usage(FILE *f)
 		"usage: bench_zipcache [--kv-heads H] [--q-heads Q] [--tokens T] [--dim D]\n"
 		"                      [--eval E] [--tput-tokens N] [--reps R] [--probe P]\n"
 		"                      [--seed S] [--hh W] [--qscale S]\n"
+		"                      [--keys K.npy --values V.npy --queries Q.npy]\n"
 		"Attention-output error of ZipCache vs KIVI at matched bytes per element\n"
 		"on synthetic outlier-channel K/V, then encode/decode throughput vs memcpy.\n"
 		"Defaults: 4 kv heads, 16 q heads, 2048 tokens, dim 128, 64 held-out\n"
 		"queries, 32768 tokens x 8 heads for throughput, 3 reps, probe 0.1,\n"
 		"heavy-hitter strength W 0.6 (0: no favoured tokens; larger: sparser\n"
-		"attention), query scale S 0.3 (larger: peakier softmax).\n");
+		"attention), query scale S 0.3 (larger: peakier softmax).\n"
+		"With --keys/--values/--queries (one layer of a real model: K, V\n"
+		"[kv_heads, tokens, dim], Q [q_heads, tokens, dim], float16/32) those\n"
+		"replace the synthetic tensors; saliency uses every query and the error\n"
+		"is measured on the last E queries, attending over all tokens.\n");
 }
 
 static int parse(int argc, char **argv, struct opts *o)
@@ -51,10 +58,12 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"kv-heads", 1, 0, 'H'}, {"q-heads", 1, 0, 'Q'}, {"tokens", 1, 0, 'T'},
 		{"dim", 1, 0, 'D'}, {"eval", 1, 0, 'E'}, {"tput-tokens", 1, 0, 'N'},
 		{"reps", 1, 0, 'r'}, {"probe", 1, 0, 'p'}, {"seed", 1, 0, 's'},
-		{"hh", 1, 0, 'w'}, {"qscale", 1, 0, 'q'},
+		{"hh", 1, 0, 'w'}, {"qscale", 1, 0, 'q'}, {"keys", 1, 0, 'K'},
+		{"values", 1, 0, 'V'}, {"queries", 1, 0, 'U'},
 		{"help", 0, 0, 'h'}, {0, 0, 0, 0},
 	};
-	*o = (struct opts){4, 16, 2048, 128, 64, 32768, 3, 0.1f, 0.6f, 0.3f, 1};
+	*o = (struct opts){4, 16, 2048, 128, 64, 32768, 3, 0.1f, 0.6f, 0.3f, 1,
+			   NULL, NULL, NULL};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -69,9 +78,16 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 's': o->seed = strtoull(optarg, NULL, 10); break;
 		case 'w': o->hh = strtof(optarg, NULL); break;
 		case 'q': o->qscale = strtof(optarg, NULL); break;
+		case 'K': o->kpath = optarg; break;
+		case 'V': o->vpath = optarg; break;
+		case 'U': o->qpath = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
+	}
+	if (!o->kpath != !o->vpath || !o->kpath != !o->qpath) {
+		fprintf(stderr, "bench_zipcache: --keys, --values and --queries go together\n");
+		return -1;
 	}
 	if (!o->kv_heads || !o->q_heads || o->q_heads % o->kv_heads || !o->tokens ||
 	    !o->dim || o->dim % 32 || !o->eval || !o->tput_tokens || !o->reps ||
@@ -467,6 +483,78 @@ static int alloc_data(const struct opts *o, struct data *x)
 	return x->k16 && x->v16 && x->k && x->v && x->q && x->qe && x->ref ? 0 : -ENOMEM;
 }
 
+/* ---------------------------------------------------------------- real tensors */
+
+/* A 3-D float .npy as fp32; shape into sh. */
+static int read_npy(const char *path, uint64_t sh[3], float **out)
+{
+	struct kvt_npy h;
+	void *data;
+	char msg[256] = "";
+	int rc = kvt_npy_read(path, &h, &data, msg, sizeof msg);
+	if (rc == 0 && (h.ndim != 3 || !h.shape[0] || !h.shape[1] || !h.shape[2] ||
+			h.shape[1] > UINT32_MAX || h.shape[2] > KVT_MAX_HEAD_DIM)) {
+		snprintf(msg, sizeof msg, "need a 3-D array [heads, tokens, dim]");
+		free(data);
+		rc = KVT_ESHAPE;
+	}
+	if (rc) {
+		fprintf(stderr, "bench_zipcache: %s: %s\n", path,
+			msg[0] ? msg : kvt_strerror(rc));
+		return rc;
+	}
+	size_t n = h.shape[0] * h.shape[1] * h.shape[2];
+	if ((*out = malloc(n * sizeof **out)))
+		kvt_to_f32(h.dtype, data, *out, n);
+	free(data);
+	memcpy(sh, h.shape, 3 * sizeof *sh);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int shapes_ok(const uint64_t k[3], const uint64_t v[3], const uint64_t q[3])
+{
+	if (memcmp(k, v, 3 * sizeof *k) || q[1] != k[1] || q[2] != k[2] ||
+	    q[0] % k[0]) {
+		fprintf(stderr, "bench_zipcache: K and V must have one shape, Q its "
+				"tokens and dim and a multiple of its heads\n");
+		return 0;
+	}
+	return 1;
+}
+
+static int alloc_data(const struct opts *o, struct data *x);
+
+/* Loads one layer's Q, K, V; sets the sizes in *o and fills *x. */
+static int load_real(struct opts *o, struct data *x)
+{
+	uint64_t ks[3], vs[3], qs[3];
+	float *k = NULL, *v = NULL, *q = NULL;
+	int rc = read_npy(o->kpath, ks, &k);
+	rc = rc ? rc : read_npy(o->vpath, vs, &v);
+	rc = rc ? rc : read_npy(o->qpath, qs, &q);
+	if (rc == 0 && !shapes_ok(ks, vs, qs))
+		rc = KVT_ESHAPE;
+	if (rc == 0) {
+		o->kv_heads = (unsigned)ks[0], o->q_heads = (unsigned)qs[0];
+		o->tokens = (unsigned)ks[1], o->dim = (unsigned)ks[2];
+		o->eval = o->eval < o->tokens ? o->eval : o->tokens;
+		rc = alloc_data(o, x);
+	}
+	if (rc == 0) {
+		size_t n = ks[0] * ks[1] * ks[2], T = o->tokens, D = o->dim;
+		kvt_from_f32(KVT_DTYPE_F16, k, x->k16, n);
+		kvt_from_f32(KVT_DTYPE_F16, v, x->v16, n);
+		kvt_to_f32(KVT_DTYPE_F16, x->k16, x->k, n);
+		kvt_to_f32(KVT_DTYPE_F16, x->v16, x->v, n);
+		memcpy(x->q, q, qs[0] * T * D * sizeof *q);
+		for (size_t h = 0; h < o->q_heads; h++)
+			memcpy(x->qe + h * o->eval * D, q + (h * T + T - o->eval) * D,
+			       o->eval * D * sizeof *q);
+	}
+	free(k), free(v), free(q);
+	return rc;
+}
+
 static void free_data(struct data *x)
 {
 	free(x->k16), free(x->v16), free(x->k), free(x->v);
@@ -480,14 +568,17 @@ int main(int argc, char **argv)
 	if (parse(argc, argv, &o))
 		return 2;
 
-	int rc = alloc_data(&o, &x);
+	memset(&x, 0, sizeof x);
+	int rc = o.kpath ? load_real(&o, &x) : alloc_data(&o, &x);
 	if (rc == 0) {
 		double mass = 0;
-		fill(&o, &x);
+		if (!o.kpath)
+			fill(&o, &x);
 		attention(&o, x.qe, x.k, x.v, x.ref, &mass);
-		printf("quality: K/V [%u][%u][%u] fp16, %u q heads, %u held-out queries;\n"
+		printf("quality: %s K/V [%u][%u][%u] fp16, %u q heads, %u %s queries;\n"
 		       "top 10%% of tokens hold %.1f%% of the attention (mean)\n",
-		       o.kv_heads, o.tokens, o.dim, o.q_heads, o.eval, mass * 100);
+		       o.kpath ? "real" : "synthetic", o.kv_heads, o.tokens, o.dim,
+		       o.q_heads, o.eval, o.kpath ? "last" : "held-out", mass * 100);
 		rc = quality(&o, &x);
 	}
 	free_data(&x);
