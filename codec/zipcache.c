@@ -203,24 +203,32 @@ static inline v8f v8_select(v8i m, v8f a, v8f b)
 	return (v8f)(((v8i)a & m) | ((v8i)b & ~m));
 }
 
-/* Min and max of n floats (the lane order does not change the result). */
+/* Min and max of n floats (the lane order does not change the result);
+ * four independent chains of 8 lanes hide the compare/select latency. */
 static void row_minmax(const float *restrict x, uint32_t n, float *mn_out,
 		       float *mx_out)
 {
-	v8f mn, mx, v;
+	v8f mn[4], mx[4], v;
 	uint32_t c = 0;
 	float a = x[0], b = x[0];
-	if (n >= 8) {
-		memcpy(&mn, x, sizeof mn);
-		mx = mn;
-		for (c = 8; c + 8 <= n; c += 8) {
-			memcpy(&v, x + c, sizeof v);
-			mn = v8_select(v < mn, v, mn);
-			mx = v8_select(v > mx, v, mx);
+	if (n >= 32) {
+		for (int j = 0; j < 4; j++) {
+			memcpy(&mn[j], x + 8 * j, sizeof v);
+			mx[j] = mn[j];
+		}
+		for (c = 32; c + 32 <= n; c += 32)
+			for (int j = 0; j < 4; j++) {
+				memcpy(&v, x + c + 8 * j, sizeof v);
+				mn[j] = v8_select(v < mn[j], v, mn[j]);
+				mx[j] = v8_select(v > mx[j], v, mx[j]);
+			}
+		for (int j = 1; j < 4; j++) {
+			mn[0] = v8_select(mn[j] < mn[0], mn[j], mn[0]);
+			mx[0] = v8_select(mx[j] > mx[0], mx[j], mx[0]);
 		}
 		for (int k = 0; k < 8; k++) {
-			a = mn[k] < a ? mn[k] : a;
-			b = mx[k] > b ? mx[k] : b;
+			a = mn[0][k] < a ? mn[0][k] : a;
+			b = mx[0][k] > b ? mx[0][k] : b;
 		}
 	}
 	for (; c < n; c++) {
