@@ -80,6 +80,7 @@ void kvt_cache_rec_free(struct cache_rec *c)
 		free(c->layers[l].scores);
 	}
 	free(c->layers);
+	kvt_meta_free_all(c);
 	free(c);
 }
 
@@ -129,8 +130,11 @@ int kvt_cache_rename_locked(struct kvt_store *st, struct cache_rec *c,
 	int rc = kvt_catalog_del_locked(st, c->name);
 	if (rc)
 		return rc;
+	char old[KVT_NAME_MAX + 1];
+	strcpy(old, c->name);
 	strcpy(c->name, name);
-	return kvt_catalog_put_locked(st, c);
+	rc = kvt_catalog_put_locked(st, c);
+	return rc ? rc : kvt_meta_rename_locked(st, c, old);
 }
 
 static int create(struct kvt_store *st, const char *name,
@@ -207,6 +211,8 @@ int kvt_cache_drop(struct kvt_store *st, const char *name)
 	 * next open deletes, never a cache with missing blocks. */
 	if (rc == 0)
 		rc = kvt_catalog_del_locked(st, name);
+	if (rc == 0)
+		kvt_meta_drop_locked(st, c); /* leftovers are reclaimed at open */
 	if (rc == 0) {
 		for (uint32_t l = 0; l < c->cfg.shape.n_layers; l++)
 			for (uint64_t b = 0; b < layer_blocks(c, l); b++) {
