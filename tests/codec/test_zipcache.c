@@ -141,6 +141,7 @@ Test(zipcache, odd_shapes_round_trip)
 	round_trip(2, 4, KVT_KIND_KEY, 0, 1, 64);
 	round_trip(2, 8, KVT_KIND_VALUE, 0, 33, 20); /* rows not whole words */
 	round_trip(4, 8, KVT_KIND_KEY, 1, 7, 3);
+	round_trip(2, 4, KVT_KIND_VALUE, 0, 0, 64); /* no tokens at all */
 }
 
 /* The salient set is the top round(ratio * T) scores, ties to lower index. */
