@@ -354,31 +354,91 @@ static int build(const struct data *x, const struct scores *sc,
 	return n;
 }
 
-static int quality(const struct opts *o, struct data *x)
+struct ranked {
+	float v;
+	uint32_t i;
+};
+
+static int ranked_cmp(const void *a, const void *b)
+{
+	const struct ranked *x = a, *y = b;
+	return x->v < y->v ? -1 : x->v > y->v;
+}
+
+/* Ranks of x (ties get their mean rank). */
+static int ranks(const float *x, size_t n, double *r)
+{
+	struct ranked *s = malloc(n * sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		s[i] = (struct ranked){x[i], (uint32_t)i};
+	qsort(s, n, sizeof *s, ranked_cmp);
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i; j < n && s[j].v == s[i].v; j++)
+			;
+		for (size_t k = i; k < j; k++)
+			r[s[k].i] = (double)(i + j - 1) / 2.0;
+	}
+	free(s);
+	return 0;
+}
+
+static int spearman(const float *a, const float *b, size_t n, double *rho)
+{
+	double *ra = malloc(n * sizeof *ra), *rb = malloc(n * sizeof *rb);
+	int rc = ra && rb ? ranks(a, n, ra) : -ENOMEM;
+	rc = rc ? rc : ranks(b, n, rb);
+	if (rc == 0) {
+		double ma = 0, mb = 0, ab = 0, aa = 0, bb = 0;
+		for (size_t i = 0; i < n; i++)
+			ma += ra[i] / (double)n, mb += rb[i] / (double)n;
+		for (size_t i = 0; i < n; i++) {
+			ab += (ra[i] - ma) * (rb[i] - mb);
+			aa += (ra[i] - ma) * (ra[i] - ma);
+			bb += (rb[i] - mb) * (rb[i] - mb);
+		}
+		*rho = aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0.0;
+	}
+	free(ra), free(rb);
+	return rc;
+}
+
+/* Exact and probe saliency (timed, compared), and random scores. */
+static int get_scores(const struct opts *o, const struct data *x,
+		      struct scores *sc)
 {
 	const size_t T = o->tokens;
-	struct scores sc = {malloc(T * 4), malloc(T * 4), malloc(T * 4)};
-	if (!sc.exact || !sc.probe || !sc.random)
-		return -ENOMEM;
 	double t0 = bench_now();
 	int rc = kvt_zipcache_saliency(x->q, o->q_heads, x->k, o->kv_heads,
-				       (uint32_t)T, o->dim, 1.0f, 0, sc.exact);
+				       (uint32_t)T, o->dim, 1.0f, 0, sc->exact);
 	double t1 = bench_now();
 	rc = rc ? rc : kvt_zipcache_saliency(x->q, o->q_heads, x->k, o->kv_heads,
 					     (uint32_t)T, o->dim, o->probe, o->seed,
-					     sc.probe);
-	double t2 = bench_now();
+					     sc->probe);
+	double t2 = bench_now(), rho;
 	uint64_t s = o->seed + 99;
 	for (size_t t = 0; t < T; t++)
-		sc.random[t] = bench_uniform(&s);
+		sc->random[t] = bench_uniform(&s);
+	rc = rc ? rc : spearman(sc->exact, sc->probe, T, &rho);
 	if (rc)
 		return rc;
 	printf("saliency over %u queries x %u q heads: exact %.2f s, probe %.0f%% %.3f s (%.1fx faster)\n",
 	       o->tokens, o->q_heads, t1 - t0, o->probe * 100, t2 - t1,
 	       (t1 - t0) / (t2 - t1));
+	printf("probe vs exact scores: Spearman rank correlation %.3f\n", rho);
+	return 0;
+}
+
+static int quality(const struct opts *o, struct data *x)
+{
+	const size_t T = o->tokens;
+	struct scores sc = {malloc(T * 4), malloc(T * 4), malloc(T * 4)};
+	int rc = sc.exact && sc.probe && sc.random ? get_scores(o, x, &sc) : -ENOMEM;
 	struct setting s_[32];
-	int n = build(x, &sc, s_);
-	printf("\n%-40s %10s %12s\n", "codec (K and V)", "bits/elem", "attn rel err");
+	int n = rc ? 0 : build(x, &sc, s_);
+	if (rc == 0)
+		printf("\n%-40s %10s %12s\n", "codec (K and V)", "bits/elem", "attn rel err");
 	for (int i = 0; i < n && rc == 0; i++) {
 		struct result r;
 		rc = evaluate(o, x, &s_[i], &r);
