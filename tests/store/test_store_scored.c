@@ -3,7 +3,10 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "half.h"
 #include "kvtier/codec.h"
@@ -15,14 +18,21 @@
 #define N 160
 #define RECENT 32
 
-static struct kvt_store *open_store(void)
+static struct kvt_store *open_store_at(const char *dir)
 {
 	struct kvt_store_config cfg;
 	struct kvt_store *st;
 	kvt_store_config_init(&cfg);
 	cfg.host_bytes = 64 << 20;
-	cr_assert_eq(kvt_store_open(&cfg, &st), 0);
+	cfg.data_dir = dir;
+	int rc = kvt_store_open(&cfg, &st);
+	cr_assert_eq(rc, 0, "open: %s", kvt_strerror(rc));
 	return st;
+}
+
+static struct kvt_store *open_store(void)
+{
+	return open_store_at(NULL);
 }
 
 static struct kvt_cache *make_cache(struct kvt_store *st, const char *name,
@@ -185,5 +195,36 @@ Test(store_scored, other_codecs_ignore_scores)
 	cr_assert_eq(kvt_cache_append_scored(a, 0, 1, NULL, V, &s), -EINVAL);
 	kvt_cache_close(a);
 	kvt_cache_close(b);
+	kvt_store_close(st);
+}
+
+/* Scores are not stored: blocks still raw at a restart go cold all low-bit;
+ * blocks encoded before it keep their salient tokens. */
+Test(store_scored, scores_of_the_raw_window_do_not_survive_a_restart)
+{
+	char dir[512];
+	const char *t = getenv("KVT_TEST_TMP");
+	mkdir(t ? t : "/tmp", 0755);
+	snprintf(dir, sizeof dir, "%s/store-scored-%d", t ? t : "/tmp", getpid());
+	struct kvt_store *st = open_store_at(dir);
+	struct kvt_cache *c = make_cache(st, "restart", KVT_CODEC_ZIPCACHE);
+	make_kv(K, V);
+	append(c, K, V, 0, 64, 1); /* blocks 0, 1 cold; 2, 3 raw */
+	kvt_cache_close(c);
+	kvt_store_close(st);
+	st = open_store_at(dir);
+	cr_assert_eq(kvt_cache_open(st, "restart", &c), 0);
+	append(c, K, V, 64, N - 64, 1); /* blocks 2 .. 7 go cold */
+	double e[N];
+	token_errors(c, K, V, e);
+	for (uint32_t b = 0; b < (N - RECENT) / BT; b++) {
+		double hi, lo;
+		block_split(e, b, &hi, &lo);
+		if (b == 2 || b == 3)
+			cr_assert(hi * 2 > lo, "block %u lost its scores", b);
+		else
+			cr_assert(hi * 8 < lo, "block %u: %g vs %g", b, hi, lo);
+	}
+	kvt_cache_close(c);
 	kvt_store_close(st);
 }
