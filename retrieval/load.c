@@ -22,6 +22,8 @@ static int update_layer(struct kvt_rindex *x, struct kvt_cache *cache,
 {
 	uint64_t have = x->layers[layer].n_tokens, n;
 	int rc = kvt_cache_layer_tokens(cache, layer, &n);
+	if (rc == 0 && have > n)
+		return KVT_ECORRUPT; /* indexes tokens the cache does not hold */
 	while (rc == 0 && have < n) {
 		uint32_t m = n - have < READ_TOKENS ? (uint32_t)(n - have)
 						     : READ_TOKENS;

@@ -113,7 +113,8 @@ int kvt_rindex_refine(struct kvt_rindex *idx, uint32_t layer);
  * Adds to idx every token the cache holds beyond those already indexed,
  * reading the keys from the cache (decoded when quantized), layer by
  * layer. Errors: KVT_ESHAPE (the cache's shape differs from the index's),
- * errors of kvt_cache_read, -ENOMEM.
+ * KVT_ECORRUPT (the index holds more tokens of a layer than the cache: it
+ * was made for another cache), errors of kvt_cache_read, -ENOMEM.
  */
 int kvt_rindex_update_from_cache(struct kvt_rindex *idx,
 				 struct kvt_cache *cache);

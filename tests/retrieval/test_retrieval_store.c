@@ -129,6 +129,14 @@ Test(retrieval_store, index_built_from_a_cache_equals_the_one_fed_by_append)
 	cr_assert_eq(kvt_rindex_create(&other, NULL, &wrong), 0);
 	cr_assert_eq(kvt_rindex_update_from_cache(wrong, c), KVT_ESHAPE);
 	cr_assert_eq(kvt_rindex_persist(wrong, c), KVT_ESHAPE);
+	/* an index of more tokens than the cache holds is not this cache's */
+	struct kvt_cache_config cfg2;
+	struct kvt_cache *c2;
+	kvt_cache_config_init(&cfg2);
+	cfg2.shape = shape;
+	cr_assert_eq(kvt_cache_create(st, "short", &cfg2, &c2), 0);
+	cr_assert_eq(kvt_rindex_update_from_cache(built, c2), KVT_ECORRUPT);
+	kvt_cache_close(c2);
 	kvt_rindex_free(wrong), kvt_rindex_free(fed), kvt_rindex_free(built);
 	kvt_cache_close(c);
 	kvt_store_close(st);
