@@ -21,7 +21,7 @@ struct ropts {
 	enum kvt_retrieval_mode mode;
 	long layer; /* -1: all */
 	uint32_t sink, recent;
-	int save_index, quality, quiet_blocks;
+	int save_index, rebuild, quality, quiet_blocks;
 	struct kvt_rindex_config icfg;
 };
 
@@ -48,6 +48,8 @@ static void usage(FILE *f)
 		"  --cluster-tokens N  tokens per cluster when building the index (64)\n"
 		"  --frame-blocks N  ReKV blocks per frame when building the index (1)\n"
 		"  --save-index      store the (built or updated) index with the cache\n"
+		"  --rebuild-index   ignore a stored index (e.g. a damaged one) and build\n"
+		"                    it again from the cache's keys\n"
 		"  --no-quality      skip the reference attention (faster)\n"
 		"  --no-blocks       do not list the selected blocks\n"
 		"The index stored with the cache is used when present (and brought up\n"
@@ -93,6 +95,7 @@ static int parse_opt(int c, struct ropts *o)
 		return 0;
 	case 'f': return parse_num(optarg, 1, 4096, &v) ? -1 : (o->icfg.frame_blocks = (uint32_t)v, 0);
 	case 'S': o->save_index = 1; return 0;
+	case 'R': o->rebuild = 1; return 0;
 	case 'Q': o->quality = 0; return 0;
 	case 'B': o->quiet_blocks = 1; return 0;
 	}
@@ -106,6 +109,7 @@ static int parse(int argc, char **argv, struct ropts *o)
 		{"mode", 1, 0, 'm'}, {"layer", 1, 0, 'l'}, {"sink", 1, 0, 's'},
 		{"recent", 1, 0, 'r'}, {"cluster-tokens", 1, 0, 'c'},
 		{"frame-blocks", 1, 0, 'f'}, {"save-index", 0, 0, 'S'},
+		{"rebuild-index", 0, 0, 'R'},
 		{"no-quality", 0, 0, 'Q'}, {"no-blocks", 0, 0, 'B'},
 		{"help", 0, 0, 'h'}, {0, 0, 0, 0},
 	};
@@ -340,7 +344,7 @@ static int get_index(const struct ropts *o, struct kvt_cache *c,
 		     struct kvt_rindex **out)
 {
 	double t0 = now();
-	int rc = kvt_rindex_open(c, out);
+	int rc = o->rebuild ? KVT_ENOTFOUND : kvt_rindex_open(c, out);
 	if (rc == 0) {
 		rc = kvt_rindex_update_from_cache(*out, c);
 		printf("index: stored with the cache, brought up to date in %.2f s\n",
@@ -351,7 +355,9 @@ static int get_index(const struct ropts *o, struct kvt_cache *c,
 			printf("index: built from the cache's keys in %.2f s\n", now() - t0);
 	}
 	if (rc) {
-		fprintf(stderr, "kvtier retrieve: index: %s\n", kvt_strerror(rc));
+		fprintf(stderr, "kvtier retrieve: index: %s%s\n", kvt_strerror(rc),
+			rc == KVT_ECORRUPT || rc == KVT_EFORMAT
+				? " (--rebuild-index builds it again)" : "");
 		return rc;
 	}
 	if (o->save_index && (rc = kvt_rindex_persist(*out, c)))

@@ -160,4 +160,14 @@ Test(cli_retrieve, a_corrupt_stored_index_is_refused)
 	snprintf(args, sizeof args, "--data-dir %s doc --queries %s", p("store"), p("q.npy"));
 	cr_assert_eq(run(out, sizeof out, args), 1, "%s", out);
 	cr_assert(strstr(out, "index:"), "%s", out);
+	/* --rebuild-index recovers, --save-index replaces the damaged one */
+	snprintf(args, sizeof args, "--data-dir %s doc --queries %s --rebuild-index --save-index",
+		 p("store"), p("q.npy"));
+	cr_assert_eq(run(out, sizeof out, args), 0, "%s", out);
+	cr_assert(strstr(out, "index: built from the cache"), "%s", out);
+	snprintf(args, sizeof args, "--data-dir %s doc --queries %s --no-quality",
+		 p("store"), p("q.npy"));
+	cr_assert_eq(run(out, sizeof out, args), 0, "%s", out);
+	cr_assert(strstr(out, "index: stored with the cache"), "%s", out);
+	cr_assert(!strstr(out, "attention mass recall"), "%s", out);
 }
