@@ -5,6 +5,7 @@
  * recent-window baseline and the time of one full attention pass over the
  * same layer (the CPU reference), all measured in the same run.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +198,10 @@ static int timed_select(const struct opts *o, struct layer_data *L,
 		double t0 = bench_now();
 		int rc = kvt_retrieve(L->idx, 0, p, L->q, &s);
 		double t = bench_now() - t0;
+		if (rc == -EINVAL) { /* the budget is below the sink + window */
+			f->tokens = -1;
+			return 0;
+		}
 		if (rc) {
 			fprintf(stderr, "retrieve: %s\n", kvt_strerror(rc));
 			return rc;
@@ -276,6 +281,12 @@ static void report(const struct opts *o, const struct figures f[MAX_BUDGETS][N_M
 	for (int b = 0; b < o->n_budgets; b++)
 		for (int m = 0; m < N_MODES; m++) {
 			const struct figures *x = &f[b][m];
+			if (x->tokens < 0) {
+				printf("  %5.0f%%  %-10s (budget below the sink + recent window)\n",
+				       o->budgets[b] * 100,
+				       kvt_retrieval_mode_name((enum kvt_retrieval_mode)m));
+				continue;
+			}
 			if (m == 3) {
 				printf("  %5.0f%%  %-10s %9.0f %10s %8s %8.4f %8.4f %10.4f\n",
 				       o->budgets[b] * 100, "(oracle)", x->tokens, "-", "-",
@@ -308,6 +319,10 @@ static int run_trial(const struct opts *o, struct layer_data *L, unsigned trial,
 			if (rc)
 				return rc;
 			struct figures *a = &acc[b][m];
+			if (f.tokens < 0 || a->tokens < 0) {
+				a->tokens = -1;
+				continue;
+			}
 			a->sel_s += f.sel_s / o->trials, a->recall += f.recall / o->trials;
 			a->err += f.err / o->trials, a->tokens += f.tokens / o->trials;
 			a->min_recall = trial == 0 || f.min_recall < a->min_recall
