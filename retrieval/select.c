@@ -114,26 +114,42 @@ static void cluster_weights(const struct kvt_rindex *x, const struct rlayer *l,
 	}
 }
 
+/* Estimated mass of n consecutive tokens of one chunk (ids a, weights wb
+ * of that chunk's clusters), two partial sums to shorten the chain. */
+static float span_mass(const uint16_t *restrict a, const float *restrict wb,
+		       size_t H, uint64_t n)
+{
+	float s0 = 0, s1 = 0;
+	for (uint64_t t = 0; t < n; t++, a += H) {
+		size_t h = 0;
+		for (; h + 1 < H; h += 2) {
+			s0 += wb[(size_t)a[h] * H + h];
+			s1 += wb[(size_t)a[h + 1] * H + h + 1];
+		}
+		if (h < H)
+			s0 += wb[(size_t)a[h] * H + h];
+	}
+	return s0 + s1;
+}
+
 /* Block scores: the estimated mass of their tokens over all heads. */
 static void token_mass(const struct kvt_rindex *x, const struct rlayer *l,
 		       const float *w, float *score)
 {
-	size_t H = x->shape.n_kv_heads;
-	uint32_t bt = x->shape.block_tokens, in_b = 0, b = 0;
-	uint64_t t = 0, ch = 0;
-	for (; t < l->n_tokens; ch++) {
-		const float *wb = w + ch * x->k_chunk * H;
-		uint64_t end = (ch + 1) * x->cfg.chunk_tokens;
-		end = end < l->n_tokens ? end : l->n_tokens;
-		for (; t < end; t++) {
-			const uint16_t *a = l->assign + t * H;
-			float s = 0;
-			for (size_t h = 0; h < H; h++)
-				s += wb[(size_t)a[h] * H + h];
-			score[b] += s;
-			if (++in_b == bt)
-				b++, in_b = 0;
+	size_t H = x->shape.n_kv_heads, kH = (size_t)x->k_chunk * H;
+	uint64_t n = l->n_tokens, bt = x->shape.block_tokens;
+	uint64_t ch = x->cfg.chunk_tokens, c = 0, c_end = ch;
+	for (uint64_t t = 0, b = 0; t < n; b++) {
+		uint64_t end = t + bt < n ? t + bt : n;
+		float s = 0;
+		while (t < end) { /* a block may straddle two chunks */
+			if (t == c_end)
+				c++, c_end += ch;
+			uint64_t stop = end < c_end ? end : c_end;
+			s += span_mass(l->assign + t * H, w + c * kH, H, stop - t);
+			t = stop;
 		}
+		score[b] = s;
 	}
 }
 

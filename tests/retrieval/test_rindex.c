@@ -479,3 +479,37 @@ Test(rindex, bad_arguments)
 	kvt_rindex_free(x);
 	kvt_rindex_free(NULL);
 }
+
+Test(rindex, needle_in_blocks_that_straddle_chunks)
+{
+	/* 48-token blocks do not divide the 1024-token chunks: block 191
+	 * holds tokens 9168..9215 and 9216.. starts chunk 9 inside block 192.
+	 * ClusterKV sums token estimates across the chunk boundary. (ReKV's
+	 * cosine of a block mean dilutes a needle filling 10 of 48 tokens, so
+	 * it is not asked to find both.) */
+	struct fixture f;
+	fixture_make(&f, 16384, 2, 64);
+	f.shape.block_tokens = 48;
+	float u[64];
+	plant_needle(&f, 9206, 20, u);
+	struct kvt_rindex *x = index_of(&f, NULL);
+	float q[4 * 64];
+	for (int j = 0; j < 4; j++)
+		for (int e = 0; e < 64; e++)
+			q[j * 64 + e] = 12.0f * u[e];
+	{
+		struct kvt_retrieve_params p;
+		kvt_retrieve_params_init(&p);
+		p.n_q_heads = 4, p.budget_tokens = 16384 / 20;
+		struct kvt_selection s;
+		cr_assert_eq(kvt_retrieve(x, 0, &p, q, &s), 0);
+		int b191 = 0, b192 = 0;
+		for (uint32_t i = 0; i < s.n_blocks; i++)
+			b191 |= s.blocks[i] == 191, b192 |= s.blocks[i] == 192;
+		cr_assert(b191 && b192, "%s: needle blocks 191/192 selected %d/%d",
+			  kvt_retrieval_mode_name(p.mode), b191, b192);
+		kvt_selection_free(&s);
+	}
+	kvt_rindex_free(x);
+	fixture_free(&f);
+}
