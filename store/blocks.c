@@ -263,6 +263,18 @@ int kvt_block_get_locked(struct kvt_store *st, const struct kvt_block_key *key,
 	return rc;
 }
 
+int kvt_block_peek_locked(struct kvt_store *st, const struct kvt_block_key *key,
+			  void *dst, size_t cap, struct kvt_block_meta *meta)
+{
+	struct block_rec *r = rec_find(st, key, NULL);
+	if (!r)
+		return KVT_ENOTFOUND;
+	int t = (r->where & BLOCK_IN_HOST) ? KVT_TIER_HOST : KVT_TIER_DISK;
+	if (!st->tier[t] || !(r->where & (1u << t)))
+		return KVT_ECORRUPT;
+	return st->tier[t]->ops->get(st->tier[t], key, dst, cap, meta);
+}
+
 int kvt_block_stat_locked(struct kvt_store *st, const struct kvt_block_key *key,
 			  struct kvt_block_meta *meta)
 {

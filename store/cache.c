@@ -123,11 +123,18 @@ int kvt_cache_rename_locked(struct kvt_store *st, struct cache_rec *c,
 		return KVT_EEXIST;
 	/* Old name first: a crash in between leaves orphan blocks (deleted at
 	 * the next open), never two names for one cache. */
+	char old[KVT_NAME_MAX + 1];
 	int rc = kvt_catalog_del_locked(st, c->name);
 	if (rc)
 		return rc;
+	strcpy(old, c->name);
 	strcpy(c->name, name);
-	return kvt_catalog_put_locked(st, c);
+	rc = kvt_catalog_put_locked(st, c);
+	if (rc) { /* keep the old name, so the caller can still drop it */
+		strcpy(c->name, old);
+		kvt_catalog_put_locked(st, c);
+	}
+	return rc;
 }
 
 static int create(struct kvt_store *st, const char *name,

@@ -57,6 +57,7 @@ struct kvt_store {
 	pthread_mutex_t lock;
 	struct kvt_store_config cfg;
 	char *data_dir;
+	int lock_fd;    /* flock on data_dir/lock, or -1 */
 	struct kvt_tier *tier[KVT_TIER_COUNT]; /* NULL when absent */
 	struct cache_rec *caches;
 	uint64_t next_id;
@@ -88,6 +89,11 @@ int kvt_block_put_locked(struct kvt_store *st, const struct kvt_block_key *key,
  * the host tier when there is room. KVT_ENOTFOUND, KVT_ECORRUPT, -ENOBUFS. */
 int kvt_block_get_locked(struct kvt_store *st, const struct kvt_block_key *key,
 			 void *dst, size_t cap, struct kvt_block_meta *meta);
+
+/* kvt_block_get_locked without promotion or LRU update (bulk readers
+ * such as snapshot save, which must not evict the working set). */
+int kvt_block_peek_locked(struct kvt_store *st, const struct kvt_block_key *key,
+			  void *dst, size_t cap, struct kvt_block_meta *meta);
 
 /* Meta of a stored block, or KVT_ENOTFOUND. */
 int kvt_block_stat_locked(struct kvt_store *st, const struct kvt_block_key *key,
