@@ -84,10 +84,12 @@ struct kvt_snapshot_info {
  * Errors: -EINVAL, KVT_ENOTFOUND, -errno from the file system (-ENOSPC,
  * -EFBIG, -EDQUOT, -EACCES...; on any error nothing is left under path
  * and no temporary file stays), KVT_ECORRUPT when a stored block fails its
- * checksum, the code a progress callback aborted with.
+ * checksum, the code a progress callback aborted with. info (may be
+ * NULL) describes the file written.
  */
 int kvt_snapshot_save(struct kvt_store *st, const char *name, const char *path,
-		      const struct kvt_snapshot_opts *opts);
+		      const struct kvt_snapshot_opts *opts,
+		      struct kvt_snapshot_info *info);
 
 /*
  * Loads the snapshot at path as a new cache named as_name (NULL: the name

@@ -193,7 +193,7 @@ static void round_trip(int kivi, int disk, int zstd)
 	uint32_t tokens[2] = {250, 97}; /* partial tails: 10 and 1 tokens */
 	make_cache(a, "doc", &cfg, tokens);
 	struct kvt_snapshot_opts o = {.zstd_level = zstd};
-	cr_assert_eq(kvt_snapshot_save(a, "doc", path_in("doc.kvs", p1, sizeof p1), &o), 0);
+	cr_assert_eq(kvt_snapshot_save(a, "doc", path_in("doc.kvs", p1, sizeof p1), &o, NULL), 0);
 
 	struct kvt_snapshot_info info;
 	cr_assert_eq(kvt_snapshot_inspect(p1, NULL, &info), 0);
@@ -208,7 +208,7 @@ static void round_trip(int kivi, int disk, int zstd)
 	if (disk) /* the load flushed: tails are stored blocks in b */
 		cr_assert_eq(kvt_store_flush(a), 0);
 	assert_same(a, "doc", b, "doc");
-	cr_assert_eq(kvt_snapshot_save(b, "doc", path_in("again.kvs", p2, sizeof p2), &o), 0);
+	cr_assert_eq(kvt_snapshot_save(b, "doc", path_in("again.kvs", p2, sizeof p2), &o, NULL), 0);
 	size_t n1, n2;
 	void *f1 = slurp(p1, &n1), *f2 = slurp(p2, &n2);
 	cr_assert_eq(n1, n2);
@@ -244,7 +244,7 @@ Test(snapshot, disk_blocks_demoted_under_a_small_host_budget)
 	struct kvt_stats s0, s1;
 	kvt_store_stats(a, &s0);
 	cr_assert_gt(s0.demotions, 0);
-	cr_assert_eq(kvt_snapshot_save(a, "big", path_in("big.kvs", p, sizeof p), NULL), 0);
+	cr_assert_eq(kvt_snapshot_save(a, "big", path_in("big.kvs", p, sizeof p), NULL, NULL), 0);
 	kvt_store_stats(a, &s1);
 	cr_assert_eq(s1.promotions, s0.promotions, "save promoted blocks");
 	cr_assert_eq(kvt_snapshot_load(b, p, "copy", NULL, NULL), 0);
@@ -262,7 +262,7 @@ Test(snapshot, empty_cache_and_as_name)
 	struct kvt_cache_config cfg = config(2, 0);
 	uint32_t tokens[2] = {0, 0};
 	make_cache(st, "empty", &cfg, tokens);
-	cr_assert_eq(kvt_snapshot_save(st, "empty", path_in("e.kvs", p, sizeof p), NULL), 0);
+	cr_assert_eq(kvt_snapshot_save(st, "empty", path_in("e.kvs", p, sizeof p), NULL, NULL), 0);
 	struct kvt_snapshot_info info;
 	cr_assert_eq(kvt_snapshot_load(st, p, "empty2", NULL, &info), 0);
 	cr_assert_eq(info.n_blocks, 0);
@@ -281,7 +281,7 @@ Test(snapshot, load_onto_an_existing_name_or_a_bad_name)
 	struct kvt_cache_config cfg = config(2, 0);
 	uint32_t tokens[2] = {40, 40};
 	make_cache(st, "doc", &cfg, tokens);
-	cr_assert_eq(kvt_snapshot_save(st, "doc", path_in("d.kvs", p, sizeof p), NULL), 0);
+	cr_assert_eq(kvt_snapshot_save(st, "doc", path_in("d.kvs", p, sizeof p), NULL, NULL), 0);
 	struct fingerprint f = fingerprint(st);
 	cr_assert_eq(kvt_snapshot_load(st, p, NULL, NULL, NULL), KVT_EEXIST);
 	cr_assert_eq(kvt_snapshot_load(st, p, "doc", NULL, NULL), KVT_EEXIST);
@@ -289,7 +289,7 @@ Test(snapshot, load_onto_an_existing_name_or_a_bad_name)
 	cr_assert_eq(kvt_snapshot_load(st, p, "a/b", NULL, NULL), -EINVAL);
 	cr_assert_eq(kvt_snapshot_load(st, p, "", NULL, NULL), -EINVAL);
 	assert_fingerprint(st, f);
-	cr_assert_eq(kvt_snapshot_save(st, "nope", p, NULL), KVT_ENOTFOUND);
+	cr_assert_eq(kvt_snapshot_save(st, "nope", p, NULL, NULL), KVT_ENOTFOUND);
 	cr_assert_eq(kvt_snapshot_inspect(p, NULL, NULL), 0, "file kept");
 	cr_assert_eq(kvt_snapshot_load(st, "/nonexistent/x.kvs", "n", NULL, NULL), -ENOENT);
 	cr_assert_eq(kvt_snapshot_load(st, dir, "n", NULL, NULL), -EINVAL);
@@ -313,10 +313,10 @@ Test(snapshot, a_progress_callback_can_cancel)
 	make_cache(st, "doc", &cfg, tokens);
 	int calls = 0;
 	struct kvt_snapshot_opts o = {.progress = cancel_at, .progress_ctx = &calls};
-	cr_assert_eq(kvt_snapshot_save(st, "doc", path_in("d.kvs", p, sizeof p), &o),
+	cr_assert_eq(kvt_snapshot_save(st, "doc", path_in("d.kvs", p, sizeof p), &o, NULL),
 		     -ECANCELED);
 	cr_assert_eq(count_files(dir), 0, "a cancelled save left a file");
-	cr_assert_eq(kvt_snapshot_save(st, "doc", p, NULL), 0);
+	cr_assert_eq(kvt_snapshot_save(st, "doc", p, NULL, NULL), 0);
 	struct fingerprint f = fingerprint(st);
 	calls = 0;
 	cr_assert_eq(kvt_snapshot_load(st, p, "copy", &o, NULL), -ECANCELED);
@@ -348,7 +348,7 @@ static void *sample(struct kvt_store *st, int zstd, char *p, size_t cap,
 	uint32_t tokens[2] = {2400, 2203};
 	make_cache(st, "orig", &cfg, tokens);
 	struct kvt_snapshot_opts o = {.zstd_level = zstd};
-	cr_assert_eq(kvt_snapshot_save(st, "orig", path_in("orig.kvs", p, cap), &o), 0);
+	cr_assert_eq(kvt_snapshot_save(st, "orig", path_in("orig.kvs", p, cap), &o, NULL), 0);
 	struct kvt_snapshot_info info;
 	cr_assert_eq(kvt_snapshot_inspect(p, NULL, &info), 0);
 	cr_assert_geq(info.n_sections, 4);
@@ -490,7 +490,7 @@ Test(snapshot, a_full_file_system_leaves_nothing_under_the_name)
 		signal(SIGXFSZ, SIG_IGN);
 		struct rlimit rl = {1 << 20, 1 << 20};
 		setrlimit(RLIMIT_FSIZE, &rl);
-		int rc = kvt_snapshot_save(st, "doc", p, NULL);
+		int rc = kvt_snapshot_save(st, "doc", p, NULL, NULL);
 		_exit(rc == -EFBIG ? 0 : 1);
 	}
 	int status;
@@ -510,7 +510,7 @@ Test(snapshot, save_into_a_missing_directory)
 	make_cache(st, "doc", &cfg, tokens);
 	char p[700];
 	snprintf(p, sizeof p, "%s/no/such/dir.kvs", dir);
-	cr_assert_eq(kvt_snapshot_save(st, "doc", p, NULL), -ENOENT);
+	cr_assert_eq(kvt_snapshot_save(st, "doc", p, NULL, NULL), -ENOENT);
 	kvt_store_close(st);
 }
 
