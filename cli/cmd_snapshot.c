@@ -297,13 +297,13 @@ static int cmd_load(const struct snap_args *a)
 
 struct section_list {
 	int print;
-	uint64_t count[4];
+	uint64_t count[5];
 };
 
 static int list_section(void *ctx, const struct kvt_snapshot_section *s)
 {
 	struct section_list *l = ctx;
-	l->count[s->type < 4 ? s->type : 0]++;
+	l->count[s->type < 5 ? s->type : 0]++;
 	if (l->print)
 		printf("  %-7s offset %12llu  stored %10llu  raw %10llu  %-4s  %6llu blocks\n",
 		       kvt_snapshot_section_name(s->type),
@@ -340,10 +340,13 @@ static void print_snapshot(const char *file, const struct kvt_snapshot_info *i,
 	       (unsigned long long)i->n_tokens, (unsigned long long)i->n_blocks);
 	printf("payload       %s stored block bytes\n",
 	       kvt_cli_fmt_bytes(i->payload_bytes, b, sizeof b));
-	printf("sections      %llu (%llu name, %llu blocks, %llu end)\n",
+	printf("metadata      %llu blobs, %s\n", (unsigned long long)i->n_meta,
+	       kvt_cli_fmt_bytes(i->meta_bytes, b, sizeof b));
+	printf("sections      %llu (%llu name, %llu blocks, %llu meta, %llu end)\n",
 	       (unsigned long long)i->n_sections,
 	       (unsigned long long)l->count[KVT_SNAP_NAME],
 	       (unsigned long long)l->count[KVT_SNAP_BLOCKS],
+	       (unsigned long long)l->count[KVT_SNAP_META],
 	       (unsigned long long)l->count[KVT_SNAP_END]);
 	printf("checksums     ok (header, every section and every block)\n");
 }

@@ -711,6 +711,8 @@ int kvt_enc_snap_rep(struct kvt_wbuf *w, const struct kvt_msg_snap_rep *m)
 	put_u64(w, i->n_blocks);
 	put_u64(w, i->n_sections);
 	put_u64(w, i->payload_bytes);
+	put_u64(w, i->n_meta);
+	put_u64(w, i->meta_bytes);
 	put_u64(w, i->file_bytes);
 	return w->err;
 }
@@ -727,6 +729,8 @@ int kvt_dec_snap_rep(const uint8_t *p, size_t len, struct kvt_msg_snap_rep *m)
 	i->n_blocks = get_u64(&r);
 	i->n_sections = get_u64(&r);
 	i->payload_bytes = get_u64(&r);
+	i->n_meta = get_u64(&r);
+	i->meta_bytes = get_u64(&r);
 	i->file_bytes = get_u64(&r);
 	return finish(&r);
 }

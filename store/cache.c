@@ -77,6 +77,7 @@ void kvt_cache_rec_free(struct cache_rec *c)
 	for (uint32_t l = 0; c->layers && l < c->cfg.shape.n_layers; l++)
 		free(c->layers[l].tail);
 	free(c->layers);
+	kvt_meta_free_all(c);
 	free(c);
 }
 
@@ -133,8 +134,9 @@ int kvt_cache_rename_locked(struct kvt_store *st, struct cache_rec *c,
 	if (rc) { /* keep the old name, so the caller can still drop it */
 		strcpy(c->name, old);
 		kvt_catalog_put_locked(st, c);
+		return rc;
 	}
-	return rc;
+	return kvt_meta_rename_locked(st, c, old);
 }
 
 static int create(struct kvt_store *st, const char *name,
@@ -211,6 +213,8 @@ int kvt_cache_drop(struct kvt_store *st, const char *name)
 	 * next open deletes, never a cache with missing blocks. */
 	if (rc == 0)
 		rc = kvt_catalog_del_locked(st, name);
+	if (rc == 0)
+		kvt_meta_drop_locked(st, c); /* leftovers are reclaimed at open */
 	if (rc == 0) {
 		for (uint32_t l = 0; l < c->cfg.shape.n_layers; l++)
 			for (uint64_t b = 0; b < layer_blocks(c, l); b++) {

@@ -31,6 +31,7 @@ const char *kvt_snapshot_section_name(uint32_t type)
 	case KVT_SNAP_NAME: return "name";
 	case KVT_SNAP_BLOCKS: return "blocks";
 	case KVT_SNAP_END: return "end";
+	case KVT_SNAP_META: return "meta";
 	default: return "?";
 	}
 }
@@ -111,8 +112,9 @@ uint64_t kvt_snap_section_max(const struct kvt_cache_config *cfg)
 {
 	/* A BLOCKS section is emitted once it reaches the target, so it holds
 	 * at most the target plus one record and one block; END and NAME are
-	 * far smaller (at most 16 + 8 * KVT_MAX_LAYERS bytes). */
-	return SNAP_SECTION_TARGET + SNAP_BLOCKS_PREFIX + SNAP_RECORD_BYTES +
+	 * far smaller (at most 32 + 8 * KVT_MAX_LAYERS bytes); a META section
+	 * holds a prefix and at most the target. */
+	return SNAP_SECTION_TARGET + SNAP_META_PREFIX_MAX + SNAP_RECORD_BYTES +
 	       kvt_block_bytes(&cfg->shape);
 }
 
@@ -130,6 +132,7 @@ struct writer {
 	uint8_t *zbuf;
 	size_t zcap;
 	uint64_t written, total;
+	uint64_t n_meta, meta_bytes;
 	struct snap_totals t;
 	const struct kvt_snapshot_opts *opts;
 };
@@ -320,11 +323,58 @@ static int save_layer(struct kvt_store *st, struct cache_rec *c, uint32_t l,
 	return rc;
 }
 
+/* One metadata blob as META sections of at most the target each. */
+static int save_blob(struct writer *w, const char *key, const uint8_t *d,
+		     size_t len)
+{
+	uint8_t h[SNAP_META_PREFIX_MAX];
+	size_t off = 0, klen = strlen(key);
+	int rc = 0;
+	do {
+		size_t piece = len - off < SNAP_SECTION_TARGET ? len - off
+							       : SNAP_SECTION_TARGET;
+		h[0] = (uint8_t)klen;
+		memcpy(h + 1, key, klen);
+		kvt_put_u64(h + 1 + klen, len);
+		kvt_put_u64(h + 9 + klen, off);
+		rc = put_rec(w, h, 17 + klen);
+		rc = rc ? rc : put_rec(w, d + off, piece);
+		rc = rc ? rc : emit_section(w, KVT_SNAP_META);
+		off += piece;
+	} while (rc == 0 && off < len);
+	w->n_meta++;
+	w->meta_bytes += len;
+	return rc;
+}
+
+/* Every metadata blob of the cache, in key order. */
+static int save_meta(struct kvt_cache *h, struct writer *w)
+{
+	char (*keys)[KVT_META_KEY_MAX + 1] = NULL;
+	size_t n = 0;
+	int rc = kvt_cache_meta_list(h, &keys, &n);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		void *d = NULL;
+		size_t len;
+		rc = kvt_cache_meta_get(h, keys[i], &d, &len);
+		if (rc == KVT_ENOTFOUND) { /* deleted meanwhile */
+			rc = 0;
+			continue;
+		}
+		rc = rc ? rc : save_blob(w, keys[i], d, len);
+		free(d);
+	}
+	free(keys);
+	return rc;
+}
+
 static int save_end(struct writer *w, const uint64_t *tokens, uint32_t layers)
 {
-	uint8_t b[16];
+	uint8_t b[32];
 	kvt_put_u64(b, w->t.n_blocks);
-	kvt_put_u64(b + 8, layers);
+	kvt_put_u64(b + 8, w->n_meta);
+	kvt_put_u64(b + 16, w->meta_bytes);
+	kvt_put_u64(b + 24, layers);
 	int rc = put_rec(w, b, sizeof b);
 	for (uint32_t l = 0; rc == 0 && l < layers; l++) {
 		kvt_put_u64(b, tokens[l]);
@@ -333,9 +383,10 @@ static int save_end(struct writer *w, const uint64_t *tokens, uint32_t layers)
 	return rc ? rc : emit_section(w, KVT_SNAP_END);
 }
 
-static int save_sections(struct kvt_store *st, struct cache_rec *c,
+static int save_sections(struct kvt_store *st, struct kvt_cache *h,
 			 struct writer *w, uint64_t *tokens)
 {
+	struct cache_rec *c = h->rec;
 	uint32_t layers = c->cfg.shape.n_layers;
 	int rc = put_rec(w, c->name, strlen(c->name));
 	rc = rc ? rc : emit_section(w, KVT_SNAP_NAME);
@@ -343,6 +394,7 @@ static int save_sections(struct kvt_store *st, struct cache_rec *c,
 		rc = save_layer(st, c, l, w, &tokens[l]);
 	if (rc == 0 && w->rec_len)
 		rc = emit_section(w, KVT_SNAP_BLOCKS);
+	rc = rc ? rc : save_meta(h, w);
 	return rc ? rc : save_end(w, tokens, layers);
 }
 
@@ -375,9 +427,28 @@ static void writer_free(struct writer *w)
 
 /* Writes the whole file on fd: a placeholder header, the sections, then
  * the real header with the totals. */
-static int save_to(struct kvt_store *st, struct cache_rec *c, int fd,
-		   const struct kvt_snapshot_opts *opts)
+static void fill_info(const struct cache_rec *c, const struct writer *w,
+		      struct kvt_snapshot_info *info)
 {
+	const struct snap_totals *t = &w->t;
+	memset(info, 0, sizeof *info);
+	strcpy(info->name, c->name);
+	info->config = c->cfg;
+	info->version = KVT_SNAPSHOT_VERSION;
+	info->n_tokens = t->n_tokens;
+	info->n_blocks = t->n_blocks;
+	info->n_sections = t->n_sections;
+	info->payload_bytes = t->payload_bytes;
+	info->n_meta = w->n_meta;
+	info->meta_bytes = w->meta_bytes;
+	info->file_bytes = t->file_bytes;
+}
+
+static int save_to(struct kvt_store *st, struct kvt_cache *hc, int fd,
+		   const struct kvt_snapshot_opts *opts,
+		   struct kvt_snapshot_info *info)
+{
+	struct cache_rec *c = hc->rec;
 	struct writer w;
 	uint8_t h[SNAP_HEADER_BYTES] = {0};
 	pthread_mutex_lock(&st->lock);
@@ -386,7 +457,7 @@ static int save_to(struct kvt_store *st, struct cache_rec *c, int fd,
 	uint64_t *tokens = calloc(c->cfg.shape.n_layers, sizeof *tokens);
 	int rc = tokens ? writer_init(&w, fd, opts, total) : -ENOMEM;
 	rc = rc ? rc : write_all(fd, h, sizeof h);
-	rc = rc ? rc : save_sections(st, c, &w, tokens);
+	rc = rc ? rc : save_sections(st, hc, &w, tokens);
 	if (rc == 0) {
 		w.t.n_tokens = tokens[0];
 		w.t.file_bytes = w.written;
@@ -394,6 +465,7 @@ static int save_to(struct kvt_store *st, struct cache_rec *c, int fd,
 		ssize_t k = pwrite(fd, h, sizeof h, 0);
 		if (k != (ssize_t)sizeof h)
 			rc = k < 0 ? -errno : -EIO;
+		fill_info(c, &w, info);
 	}
 	if (tokens)
 		writer_free(&w);
@@ -421,8 +493,9 @@ static int sync_dir_of(const char *path)
 }
 
 /* Writes the snapshot to a fresh temporary file and renames it to path. */
-static int save_file(struct kvt_store *st, struct cache_rec *c,
-		     const char *path, const struct kvt_snapshot_opts *opts)
+static int save_file(struct kvt_store *st, struct kvt_cache *c,
+		     const char *path, const struct kvt_snapshot_opts *opts,
+		     struct kvt_snapshot_info *info)
 {
 	char tmp[4096];
 	if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp)
@@ -430,7 +503,7 @@ static int save_file(struct kvt_store *st, struct cache_rec *c,
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	int rc = save_to(st, c, fd, opts);
+	int rc = save_to(st, c, fd, opts, info);
 	if (rc == 0 && fsync(fd))
 		rc = -errno;
 	if (close(fd) && rc == 0)
@@ -447,15 +520,17 @@ static int save_file(struct kvt_store *st, struct cache_rec *c,
 }
 
 int kvt_snapshot_save(struct kvt_store *st, const char *name, const char *path,
-		      const struct kvt_snapshot_opts *opts)
+		      const struct kvt_snapshot_opts *opts,
+		      struct kvt_snapshot_info *info)
 {
+	struct kvt_snapshot_info tmp;
 	struct kvt_cache *h;
 	if (!st || !name || !path || !path[0])
 		return -EINVAL;
 	int rc = kvt_cache_open(st, name, &h); /* keeps the cache from a drop */
 	if (rc)
 		return rc;
-	rc = save_file(st, h->rec, path, opts);
+	rc = save_file(st, h, path, opts, info ? info : &tmp);
 	kvt_cache_close(h);
 	return rc;
 }

@@ -19,6 +19,8 @@
 #define SNAP_SECTION_TARGET (4u << 20)
 #define SNAP_RECORD_BYTES 32
 #define SNAP_BLOCKS_PREFIX 8           /* u32 record count, u32 zero */
+/* META: u8 key length, key, u64 blob length, u64 offset of this piece */
+#define SNAP_META_PREFIX_MAX (1 + KVT_META_KEY_MAX + 16)
 #define SNAP_CODEC_NONE 0
 #define SNAP_CODEC_ZSTD 1
 

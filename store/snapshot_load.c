@@ -5,7 +5,8 @@
  * header checksum and its totals against the file size (a truncated file
  * fails before any work), each section header's own checksum, each
  * section's content checksum (after zstd), every block record (layer and
- * index in order, sizes, codec headers, the block's own checksum), the END
+ * index in order, sizes, codec headers, the block's own checksum), the
+ * metadata pieces (keys in order, each blob whole), the END
  * section against what was read and the header, and that nothing follows.
  * Load streams the blocks into a hidden cache (".load-<id>") and renames it
  * only once all of that checked out (after a flush on a disk store, so the
@@ -162,6 +163,12 @@ struct sink {
 	uint64_t *tokens;      /* per layer: tokens so far */
 	uint8_t *closed;       /* per layer: a partial block ended it */
 	struct kvt_snapshot_info *info;
+	struct kvt_cache *h;   /* handle of c, for its metadata */
+	/* the metadata blob being reassembled, and the one before */
+	char key[KVT_META_KEY_MAX + 1], last_key[KVT_META_KEY_MAX + 1];
+	int in_blob;
+	uint8_t *blob;         /* NULL when inspecting */
+	uint64_t blob_len, got;
 };
 
 /* A quantized block is two codec streams (K then V) for this shape. */
@@ -257,14 +264,76 @@ static int take_blocks(struct sink *s, const uint8_t *p, size_t len,
 
 static int check_end(const struct sink *s, const uint8_t *p, size_t len)
 {
+	const struct kvt_snapshot_info *i = s->info;
 	uint32_t layers = s->cfg->shape.n_layers;
-	if (len != 16 + 8ull * layers || kvt_get_u64(p) != s->info->n_blocks ||
-	    kvt_get_u64(p + 8) != layers)
+	if (len != 32 + 8ull * layers || s->in_blob ||
+	    kvt_get_u64(p) != i->n_blocks || kvt_get_u64(p + 8) != i->n_meta ||
+	    kvt_get_u64(p + 16) != i->meta_bytes || kvt_get_u64(p + 24) != layers)
 		return KVT_EFORMAT;
 	for (uint32_t l = 0; l < layers; l++)
-		if (kvt_get_u64(p + 16 + 8ull * l) != s->tokens[l])
+		if (kvt_get_u64(p + 32 + 8ull * l) != s->tokens[l])
 			return KVT_EFORMAT;
 	return 0;
+}
+
+/* ---------------------------------------------------------------- metadata */
+
+static int meta_key_ok(const uint8_t *k, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (k[i] <= ' ' || k[i] == '/' || k[i] == 0x7f)
+			return 0;
+	return n >= 1 && n <= KVT_META_KEY_MAX;
+}
+
+/* The first piece of a blob: keys strictly increasing, sizes bounded. */
+static int blob_begin(struct sink *s, const char *key, uint64_t total)
+{
+	if (s->in_blob || strcmp(key, s->last_key) <= 0 ||
+	    total > KVT_META_MAX_BYTES)
+		return KVT_EFORMAT;
+	if (s->h && !(s->blob = malloc(total ? total : 1)))
+		return -ENOMEM;
+	strcpy(s->key, key);
+	s->in_blob = 1;
+	s->blob_len = total;
+	s->got = 0;
+	return 0;
+}
+
+static int blob_end(struct sink *s)
+{
+	int rc = s->h ? kvt_cache_meta_put(s->h, s->key, s->blob, s->blob_len) : 0;
+	free(s->blob);
+	s->blob = NULL;
+	s->in_blob = 0;
+	strcpy(s->last_key, s->key);
+	s->info->n_meta++;
+	s->info->meta_bytes += s->blob_len;
+	return rc;
+}
+
+/* A META section: one piece of a blob, in order. */
+static int take_meta(struct sink *s, const uint8_t *p, size_t len)
+{
+	char key[KVT_META_KEY_MAX + 1];
+	size_t klen = len ? p[0] : 0;
+	if (len < 17 + klen || !meta_key_ok(p + 1, klen))
+		return KVT_EFORMAT;
+	memcpy(key, p + 1, klen);
+	key[klen] = 0;
+	uint64_t total = kvt_get_u64(p + 1 + klen), off = kvt_get_u64(p + 9 + klen);
+	size_t piece = len - 17 - klen;
+	int rc = off == 0 ? blob_begin(s, key, total) : 0;
+	if (rc)
+		return rc;
+	if (!s->in_blob || strcmp(key, s->key) || off != s->got ||
+	    total != s->blob_len || piece > total - off || (piece == 0 && total))
+		return KVT_EFORMAT;
+	if (s->blob)
+		memcpy(s->blob + off, p + 17 + klen, piece);
+	s->got += piece;
+	return s->got == total ? blob_end(s) : 0;
 }
 
 /* ---------------------------------------------------------------- body */
@@ -297,9 +366,12 @@ static int read_rest(struct reader *r, struct sink *s,
 		s->info->n_sections++;
 		if (sec.type == KVT_SNAP_END)
 			break;
-		if (sec.type != KVT_SNAP_BLOCKS)
-			return KVT_EFORMAT;
-		rc = take_blocks(s, r->buf, sec.raw_bytes, &sec.n_blocks);
+		if (sec.type == KVT_SNAP_BLOCKS)
+			rc = take_blocks(s, r->buf, sec.raw_bytes, &sec.n_blocks);
+		else if (sec.type == KVT_SNAP_META)
+			rc = take_meta(s, r->buf, sec.raw_bytes);
+		else
+			rc = KVT_EFORMAT;
 		rc = rc ? rc : report(r, &sec);
 		if (rc)
 			return rc;
@@ -329,6 +401,7 @@ static int sink_init(struct sink *s, const struct kvt_cache_config *cfg,
 
 static void sink_free(struct sink *s)
 {
+	free(s->blob);
 	free(s->next);
 	free(s->tokens);
 	free(s->closed);
@@ -461,18 +534,23 @@ static int load_into(struct kvt_store *st, struct reader *r,
 {
 	struct sink s;
 	struct kvt_cache *h = NULL;
-	char hidden[64];
+	char hidden[KVT_NAME_MAX + 1];
 	int rc = sink_init(&s, &info->config, info);
 	rc = rc ? rc : create_hidden(st, &info->config, hidden, sizeof hidden, &h);
 	if (rc == 0) {
 		s.st = st;
 		s.c = h->rec;
+		s.h = h;
 		rc = read_rest(r, &s, t);
 	}
 	rc = rc ? rc : finish_load(st, h->rec, final_name, s.tokens);
 	if (h) {
-		if (rc)
+		if (rc) { /* by its current name: a rename may have half failed */
 			drop_loaded(st, h->rec, s.next);
+			pthread_mutex_lock(&st->lock);
+			snprintf(hidden, sizeof hidden, "%s", h->rec->name);
+			pthread_mutex_unlock(&st->lock);
+		}
 		kvt_cache_close(h);
 		if (rc)
 			kvt_cache_drop(st, hidden);

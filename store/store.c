@@ -112,6 +112,8 @@ int kvt_catalog_del_locked(struct kvt_store *st, const char *name)
 static int load_cache(void *ctx, const char *name, const void *rec, size_t len)
 {
 	struct kvt_store *st = ctx;
+	if (strchr(name, '/'))
+		return kvt_meta_adopt_locked(st, name, rec, len);
 	struct cache_rec *c = calloc(1, sizeof *c);
 	if (!c)
 		return -ENOMEM;
@@ -191,6 +193,8 @@ static int recover(struct kvt_store *st)
 	free(o.keys);
 	for (struct cache_rec *c = st->caches; rc == 0 && c; c = c->next)
 		rc = kvt_cache_recover_locked(st, c);
+	if (rc == 0)
+		rc = kvt_meta_reclaim_locked(st);
 	return rc ? rc : drop_hidden(st);
 }
 
@@ -241,6 +245,9 @@ static void free_store(struct kvt_store *st)
 	kvt_blocks_free(st);
 	if (st->lock_fd >= 0)
 		close(st->lock_fd);
+	for (size_t i = 0; i < st->n_meta_orphans; i++)
+		free(st->meta_orphans[i]);
+	free(st->meta_orphans);
 	pthread_mutex_destroy(&st->lock);
 	free(st->data_dir);
 	free(st);

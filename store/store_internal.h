@@ -42,12 +42,15 @@ struct layer_state {
 	uint32_t tail_tokens; /* valid tokens in tail (< block_tokens) */
 };
 
+struct meta_rec;
+
 struct cache_rec {
 	char name[KVT_NAME_MAX + 1];
 	uint64_t id;
 	struct kvt_cache_config cfg;
 	struct layer_state *layers;
 	uint64_t n_blocks, raw_bytes, stored_bytes;
+	struct meta_rec *meta; /* metadata blobs, sorted by key (meta.c) */
 	int handles;
 	int dropped; /* removed from the store, freed with the last handle */
 	struct cache_rec *next;
@@ -70,6 +73,9 @@ struct kvt_store {
 	uint32_t lru_head, lru_tail;
 	uint64_t raw_bytes, stored_bytes;
 	uint64_t demotions, promotions;
+	/* catalog names of metadata without a cache, found at open */
+	char **meta_orphans;
+	size_t n_meta_orphans;
 };
 
 struct kvt_cache {
@@ -144,6 +150,22 @@ int kvt_cache_flush_tails_locked(struct kvt_store *st, struct cache_rec *c);
 
 /* Rebuilds token counts and tails of c from its stored blocks (restart). */
 int kvt_cache_recover_locked(struct kvt_store *st, struct cache_rec *c);
+
+/* ---- meta.c */
+
+/* Frees the in-memory metadata of c. */
+void kvt_meta_free_all(struct cache_rec *c);
+/* Restart: takes the catalog record `name` ("<cache>/<key>") as metadata
+ * of its cache, or remembers it for deletion when there is no such cache. */
+int kvt_meta_adopt_locked(struct kvt_store *st, const char *name,
+			  const void *rec, size_t len);
+/* Deletes the catalog records remembered by kvt_meta_adopt_locked. */
+int kvt_meta_reclaim_locked(struct kvt_store *st);
+/* Deletes the persisted metadata of c (its cache record is already gone). */
+int kvt_meta_drop_locked(struct kvt_store *st, struct cache_rec *c);
+/* Moves c's persisted metadata from old_name to c->name. */
+int kvt_meta_rename_locked(struct kvt_store *st, struct cache_rec *c,
+			   const char *old_name);
 
 /* kvt_cache_create for internal names (a leading '.', which the public
  * call refuses). */

@@ -243,6 +243,44 @@ int kvt_cache_read_block(struct kvt_cache *cache, uint32_t layer,
 			 uint64_t block, void *dst, size_t dst_len,
 			 uint32_t *n_tokens);
 
+/* ---------------------------------------------------------------- metadata */
+
+#define KVT_META_KEY_MAX 63                 /* bytes of a metadata key */
+#define KVT_META_MAX_BYTES (256ull << 20)   /* largest metadata blob */
+
+/*
+ * Stores a named blob of metadata with the cache (a retrieval index, for
+ * example), replacing any blob of the same key. key: 1..KVT_META_KEY_MAX
+ * printable bytes without '/'. The data is copied; len may be 0. With a
+ * disk tier the blob is durable when this returns; it goes away with the
+ * cache (kvt_cache_drop) and travels with it in snapshots.
+ * Errors: -EINVAL (bad key, NULL data with len > 0), KVT_ETOOBIG (len >
+ * KVT_META_MAX_BYTES), KVT_ENOSPACE, -ENOMEM, -errno. On error the previous
+ * blob of that key, if any, is unchanged.
+ */
+int kvt_cache_meta_put(struct kvt_cache *cache, const char *key,
+		       const void *data, size_t len);
+
+/*
+ * Reads the blob `key`. On success *data is a malloc'd copy of *len bytes
+ * (never NULL, even when *len is 0) that the caller frees with free().
+ * Errors: KVT_ENOTFOUND, KVT_ECORRUPT (the stored blob failed its checksum),
+ * -EINVAL, -ENOMEM.
+ */
+int kvt_cache_meta_get(struct kvt_cache *cache, const char *key, void **data,
+		       size_t *len);
+
+/* Deletes the blob `key`. Errors: KVT_ENOTFOUND, -EINVAL, -errno. */
+int kvt_cache_meta_del(struct kvt_cache *cache, const char *key);
+
+/*
+ * Lists the metadata keys of the cache, sorted. On success *keys is a
+ * malloc'd array of *n entries (NULL when *n is 0) that the caller frees
+ * with free(). Errors: -EINVAL, -ENOMEM.
+ */
+int kvt_cache_meta_list(struct kvt_cache *cache,
+			char (**keys)[KVT_META_KEY_MAX + 1], size_t *n);
+
 struct kvt_cache_info {
 	char name[KVT_NAME_MAX + 1];
 	uint64_t id;                 /* store-wide id, stable across restarts */

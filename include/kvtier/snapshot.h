@@ -12,12 +12,17 @@
  *            NAME, then BLOCKS sections of about 4 MiB (each starts with
  *            its index: one record per block (layer, index, length, codec,
  *            tokens, XXH3), then the blocks exactly as the store holds
- *            them: raw or quantized), then END (block count, per-layer
- *            token counts). Nothing may follow END.
+ *            them: raw or quantized), then META sections (every
+ *            metadata blob of the cache, e.g. its retrieval index, in key
+ *            order, split in ~4 MiB pieces), then END (block and metadata
+ *            counts, per-layer token counts). Nothing may follow END.
  * Save writes a temporary file next to PATH, fsyncs it, renames it over
  * PATH and fsyncs the directory, so a crash never leaves a partial
- * snapshot under the final name. Memory use is bounded by one section
- * whatever the cache size, for save, load and inspect alike.
+ * snapshot under the final name (the file is created with mode 0600).
+ * Memory use is bounded by one section whatever the cache size, for
+ * save, load and inspect alike, plus the largest metadata blob for save
+ * and load (the blob API hands out whole blobs; at most
+ * KVT_META_MAX_BYTES).
  */
 #ifndef KVTIER_SNAPSHOT_H
 #define KVTIER_SNAPSHOT_H
@@ -42,6 +47,7 @@ enum kvt_snapshot_section_type {
 	KVT_SNAP_NAME = 1,
 	KVT_SNAP_BLOCKS = 2,
 	KVT_SNAP_END = 3,
+	KVT_SNAP_META = 4,
 };
 
 /* One section as read from a file (see opts.section). */
@@ -73,6 +79,8 @@ struct kvt_snapshot_info {
 	uint64_t n_blocks;
 	uint64_t n_sections;
 	uint64_t payload_bytes;         /* stored block bytes */
+	uint64_t n_meta;                /* metadata blobs (kvt_cache_meta_*) */
+	uint64_t meta_bytes;            /* their bytes */
 	uint64_t file_bytes;
 };
 
@@ -113,7 +121,7 @@ int kvt_snapshot_load(struct kvt_store *st, const char *path,
 int kvt_snapshot_inspect(const char *path, const struct kvt_snapshot_opts *opts,
 			 struct kvt_snapshot_info *info);
 
-/* Name of a section type ("name", "blocks", "end"; "?" otherwise). */
+/* Name of a section type ("name", "blocks", "meta", "end"; "?"). */
 const char *kvt_snapshot_section_name(uint32_t type);
 
 #ifdef __cplusplus

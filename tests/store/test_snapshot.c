@@ -83,6 +83,46 @@ static void make_cache(struct kvt_store *st, const char *name,
 	kvt_cache_close(c);
 }
 
+/* Metadata blobs of a test cache: empty, small, and one of several
+ * sections. */
+static const size_t blob_len[3] = {0, 1000, (5u << 20) + 123};
+static const char *const blob_key[3] = {"a.empty", "clusters", "rekv.means"};
+
+static void put_meta(struct kvt_store *st, const char *name, int n)
+{
+	struct kvt_cache *c;
+	cr_assert_eq(kvt_cache_open(st, name, &c), 0);
+	for (int i = 0; i < n; i++) {
+		uint8_t *d = malloc(blob_len[i] + 1);
+		for (size_t j = 0; j < blob_len[i]; j++)
+			d[j] = (uint8_t)(j * 31 + (size_t)i);
+		cr_assert_eq(kvt_cache_meta_put(c, blob_key[i], d, blob_len[i]), 0);
+		free(d);
+	}
+	kvt_cache_close(c);
+}
+
+/* Both caches hold the same metadata blobs. */
+static void assert_same_meta(struct kvt_cache *a, struct kvt_cache *b)
+{
+	char (*ka)[KVT_META_KEY_MAX + 1], (*kb)[KVT_META_KEY_MAX + 1];
+	size_t na, nb;
+	cr_assert_eq(kvt_cache_meta_list(a, &ka, &na), 0);
+	cr_assert_eq(kvt_cache_meta_list(b, &kb, &nb), 0);
+	cr_assert_eq(na, nb, "metadata blobs: %zu vs %zu", na, nb);
+	for (size_t i = 0; i < na; i++) {
+		void *x, *y;
+		size_t lx, ly;
+		cr_assert_str_eq(ka[i], kb[i]);
+		cr_assert_eq(kvt_cache_meta_get(a, ka[i], &x, &lx), 0);
+		cr_assert_eq(kvt_cache_meta_get(b, kb[i], &y, &ly), 0);
+		cr_assert_eq(lx, ly);
+		cr_assert_eq(memcmp(x, y, lx), 0, "blob %s differs", ka[i]);
+		free(x), free(y);
+	}
+	free(ka), free(kb);
+}
+
 /* Both caches hold the same tokens and the same stored sizes, and every
  * block reads back bit for bit the same. */
 static void assert_same(struct kvt_store *a, const char *na, struct kvt_store *b,
@@ -116,6 +156,7 @@ static void assert_same(struct kvt_store *a, const char *na, struct kvt_store *b
 		}
 	}
 	free(x), free(y);
+	assert_same_meta(ca, cb);
 	kvt_cache_close(ca);
 	kvt_cache_close(cb);
 }
@@ -192,6 +233,7 @@ static void round_trip(int kivi, int disk, int zstd)
 	struct kvt_cache_config cfg = config(2, kivi);
 	uint32_t tokens[2] = {250, 97}; /* partial tails: 10 and 1 tokens */
 	make_cache(a, "doc", &cfg, tokens);
+	put_meta(a, "doc", 3);
 	struct kvt_snapshot_opts o = {.zstd_level = zstd};
 	cr_assert_eq(kvt_snapshot_save(a, "doc", path_in("doc.kvs", p1, sizeof p1), &o, NULL), 0);
 
@@ -201,6 +243,8 @@ static void round_trip(int kivi, int disk, int zstd)
 	cr_assert_eq(info.version, KVT_SNAPSHOT_VERSION);
 	cr_assert_eq(info.n_tokens, 250);
 	cr_assert_eq(info.n_blocks, 16 + 7);
+	cr_assert_eq(info.n_meta, 3);
+	cr_assert_eq(info.meta_bytes, blob_len[1] + blob_len[2]);
 	cr_assert_eq(memcmp(&info.config, &cfg, sizeof cfg), 0);
 
 	cr_assert_eq(kvt_snapshot_load(b, p1, NULL, NULL, &info), 0);
@@ -340,13 +384,14 @@ static void assert_refused(struct kvt_store *st, const char *p,
 	assert_fingerprint(st, f);
 }
 
-/* A 4.5 MiB raw snapshot: NAME, two BLOCKS sections, END. */
+/* A 4.5 MiB raw snapshot: NAME, two BLOCKS, two META sections, END. */
 static void *sample(struct kvt_store *st, int zstd, char *p, size_t cap,
 		    size_t *len)
 {
 	struct kvt_cache_config cfg = config(4, 0);
 	uint32_t tokens[2] = {2400, 2203};
 	make_cache(st, "orig", &cfg, tokens);
+	put_meta(st, "orig", 2);
 	struct kvt_snapshot_opts o = {.zstd_level = zstd};
 	cr_assert_eq(kvt_snapshot_save(st, "orig", path_in("orig.kvs", p, cap), &o, NULL), 0);
 	struct kvt_snapshot_info info;
@@ -568,8 +613,8 @@ Test(snapshot, one_process_per_data_directory)
 static int count_sections(void *ctx, const struct kvt_snapshot_section *s)
 {
 	uint64_t *n = ctx;
-	n[s->type < 4 ? s->type : 0]++;
-	n[4] += s->n_blocks;
+	n[s->type < 5 ? s->type : 0]++;
+	n[5] += s->n_blocks;
 	return 0;
 }
 
@@ -580,15 +625,18 @@ Test(snapshot, inspect_reports_every_section)
 	struct kvt_store *st = open_store(NULL, 0);
 	size_t len;
 	free(sample(st, 0, p, sizeof p, &len));
-	uint64_t n[5] = {0};
+	uint64_t n[6] = {0};
 	struct kvt_snapshot_opts o = {.section = count_sections, .section_ctx = n};
 	struct kvt_snapshot_info info;
 	cr_assert_eq(kvt_snapshot_inspect(p, &o, &info), 0);
 	cr_assert_eq(n[0], 0);
 	cr_assert_eq(n[KVT_SNAP_NAME], 1);
 	cr_assert_eq(n[KVT_SNAP_END], 1);
-	cr_assert_eq(n[1] + n[2] + n[3], info.n_sections);
-	cr_assert_eq(n[4], info.n_blocks);
+	cr_assert_eq(n[KVT_SNAP_BLOCKS], 2);
+	cr_assert_eq(n[KVT_SNAP_META], 2);
+	cr_assert_eq(n[1] + n[2] + n[3] + n[4], info.n_sections);
+	cr_assert_eq(n[5], info.n_blocks);
+	cr_assert_eq(info.n_meta, 2);
 	cr_assert_eq(info.n_blocks, 150 + 138);
 	cr_assert_eq(info.file_bytes, len);
 	kvt_store_close(st);
