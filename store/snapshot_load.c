@@ -78,6 +78,16 @@ static int read_content(struct reader *r, const struct kvt_snapshot_section *s)
 	return ZSTD_isError(n) || n != s->raw_bytes ? KVT_ECORRUPT : 0;
 }
 
+/* Bytes the section checksum covers: a BLOCKS section's index only (its
+ * blocks carry their own checksums, verified one by one), else all. */
+static uint64_t checked_bytes(const uint8_t *p, const struct kvt_snapshot_section *s)
+{
+	if (s->type != KVT_SNAP_BLOCKS || s->raw_bytes < SNAP_BLOCKS_PREFIX)
+		return s->raw_bytes;
+	uint64_t n = SNAP_BLOCKS_PREFIX + (uint64_t)kvt_get_u32(p) * SNAP_RECORD_BYTES;
+	return n < s->raw_bytes ? n : s->raw_bytes; /* a bad count: mismatch */
+}
+
 /* Reads, decompresses and verifies the next section into r->buf. */
 static int read_section(struct reader *r, struct kvt_snapshot_section *s)
 {
@@ -93,7 +103,7 @@ static int read_section(struct reader *r, struct kvt_snapshot_section *s)
 		return KVT_EFORMAT;
 	rc = reserve(&r->buf, &r->cap, s->raw_bytes + 1);
 	rc = rc ? rc : read_content(r, s);
-	if (rc == 0 && kvt_checksum(r->buf, s->raw_bytes) != sum)
+	if (rc == 0 && kvt_checksum(r->buf, checked_bytes(r->buf, s)) != sum)
 		rc = KVT_ECORRUPT;
 	return rc;
 }

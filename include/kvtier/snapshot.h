@@ -8,7 +8,9 @@
  *            block count, section count, payload and file sizes, XXH3 of
  *            the header itself
  *   sections each a 40-byte section header (type, sizes, XXH3 of the
- *            content, codec: none or zstd; its own checksum) and content:
+ *            content (of a BLOCKS section: of its index, each block being
+ *            covered by the XXH3 in its record), codec: none or zstd; its
+ *            own checksum) and content:
  *            NAME, then BLOCKS sections of about 4 MiB (each starts with
  *            its index: one record per block (layer, index, length, codec,
  *            tokens, XXH3), then the blocks exactly as the store holds
