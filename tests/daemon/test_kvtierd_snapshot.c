@@ -203,3 +203,52 @@ Test(kvtierd_snapshot, errors_leave_the_store_as_it_was, .init = setup,
 	kvt_client_close(cl);
 	stop_daemon(pid);
 }
+
+/* Child: as uid 65534, asks for a save and a load; 0 when both are
+ * refused with -EPERM. */
+static int snapshot_as_nobody(const char *path)
+{
+	struct kvt_client *cl = NULL;
+	if (setgid(65534) || setuid(65534))
+		return 99;
+	for (int i = 0; i < 5000 && kvt_client_connect(path, &cl); i++)
+		usleep(1000);
+	if (!cl)
+		return 98;
+	int a = kvt_client_snapshot_save(cl, "doc", "/tmp/kvt-nobody.kvs", NULL, NULL);
+	int b = kvt_client_snapshot_load(cl, "/etc/hostname", "x", NULL, NULL);
+	kvt_client_close(cl);
+	return a == -EPERM && b == -EPERM ? 0 : 1;
+}
+
+Test(kvtierd_snapshot, other_uids_may_not_make_the_daemon_touch_files,
+     .init = setup, .timeout = 60)
+{
+	if (getuid() != 0)
+		cr_skip_test("needs root to connect as another uid");
+	snprintf(sock, sizeof sock, "/tmp/kvt-snap-peer-%d.sock", (int)getpid());
+	unlink(sock);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 2);
+		execl(KVTIERD_PATH, KVTIERD_PATH, "--foreground", "--socket", sock,
+		      "--data-dir", dir, "--allow-uid", "65534", (char *)NULL);
+		_exit(127);
+	}
+	struct kvt_client *cl = connect_retry();
+	fill(cl, "doc");
+	cr_assert_eq(chmod(sock, 0666), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0)
+		_exit(snapshot_as_nobody(sock));
+	int st;
+	cr_assert_eq(waitpid(child, &st, 0), child);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	cr_assert_eq(access("/tmp/kvt-nobody.kvs", F_OK), -1);
+	kvt_client_close(cl);
+	stop_daemon(pid);
+	unlink(sock);
+}
