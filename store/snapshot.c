@@ -271,28 +271,75 @@ static int add_block(struct writer *w, uint32_t layer, uint32_t block,
 	return rc;
 }
 
-/* Copies block b of a layer (a stored block, or the in-memory tail) to
- * dst, verified. Caller holds the store lock. */
-static int export_block_locked(struct kvt_store *st, struct cache_rec *c,
-			       uint32_t layer, uint64_t b, uint8_t *dst,
-			       struct kvt_block_meta *m)
+/* Copies blocks [b, b + n) of a layer to dst back to back, their metas
+ * to m, *got how many: stored blocks in one batch (disk-only ones in one
+ * batched read, without promotion), then the in-memory tail if the run
+ * reaches it. Checksums are verified by the caller. Caller holds the
+ * store lock. */
+static int export_run_locked(struct kvt_store *st, struct cache_rec *c,
+			     uint32_t layer, uint64_t b, uint32_t n,
+			     uint8_t *dst, struct kvt_block_meta *m, uint32_t *got)
 {
-	struct layer_state *ls = &c->layers[layer];
-	uint32_t bb = (uint32_t)kvt_block_bytes(&c->cfg.shape);
-	if (b == ls->n_tokens / c->cfg.shape.block_tokens) {
-		memcpy(dst, ls->tail, bb);
-		*m = (struct kvt_block_meta){.len = bb, .raw_len = bb,
-					     .codec = KVT_CODEC_RAW,
-					     .n_tokens = (uint16_t)ls->tail_tokens,
-					     .checksum = kvt_checksum(dst, bb)};
-		return 0;
+	const struct layer_state *ls = &c->layers[layer];
+	uint64_t tail = ls->n_tokens / c->cfg.shape.block_tokens;
+	size_t bb = kvt_block_bytes(&c->cfg.shape), off = 0;
+	struct kvt_block_key keys[KVT_PEEK_BATCH];
+	void *dsts[KVT_PEEK_BATCH];
+	uint32_t k = 0;
+	for (; k < n && b + k < tail; k++) {
+		keys[k] = (struct kvt_block_key){c->id, layer, (uint32_t)(b + k)};
+		/* below n_tokens, a block must exist */
+		if (kvt_block_stat_locked(st, &keys[k], &m[k]) || m[k].len > bb)
+			return KVT_ECORRUPT;
+		dsts[k] = dst + off;
+		off += m[k].len;
 	}
-	struct kvt_block_key k = {c->id, layer, (uint32_t)b};
-	int rc = kvt_block_peek_locked(st, &k, dst, bb, m);
+	int rc = k ? kvt_block_peek_many_locked(st, k, keys, dsts, bb) : 0;
 	if (rc == KVT_ENOTFOUND)
-		return KVT_ECORRUPT; /* below n_tokens, a block must exist */
-	if (rc == 0 && kvt_checksum(dst, m->len) != m->checksum)
 		rc = KVT_ECORRUPT;
+	if (rc == 0 && k < n && b + k == tail) {
+		memcpy(dst + off, ls->tail, bb);
+		m[k++] = (struct kvt_block_meta){.len = (uint32_t)bb,
+						 .raw_len = (uint32_t)bb,
+						 .codec = KVT_CODEC_RAW,
+						 .n_tokens = (uint16_t)ls->tail_tokens,
+						 .checksum = kvt_checksum(dst + off, bb)};
+	}
+	*got = k;
+	return rc;
+}
+
+/* Blocks for the next run: as many as surely fit in the current section,
+ * so only the run's last block can complete it (add_block emits a full
+ * section, and the run's data lies back to back in pay). */
+static uint32_t run_length(const struct writer *w, size_t bb, uint64_t left)
+{
+	size_t used = w->rec_len + w->pay_len;
+	uint64_t room = used < SNAP_SECTION_TARGET
+				? (SNAP_SECTION_TARGET - used) / (bb + SNAP_RECORD_BYTES)
+				: 0;
+	room = room ? room : 1;
+	room = room < KVT_PEEK_BATCH ? room : KVT_PEEK_BATCH;
+	return (uint32_t)(room < left ? room : left);
+}
+
+/* Adds the blocks of a run; *done when the layer ended (a partial block). */
+static int add_run(struct writer *w, uint32_t l, uint64_t b, uint32_t got,
+		   const struct kvt_block_meta *m, uint64_t bt, uint64_t *tokens,
+		   int *done)
+{
+	int rc = 0;
+	for (uint32_t i = 0; rc == 0 && i < got && !*done; i++) {
+		if (m[i].n_tokens == 0) { /* the tail was empty after all */
+			*done = 1;
+			break;
+		}
+		if (kvt_checksum(w->pay + w->pay_len, m[i].len) != m[i].checksum)
+			return KVT_ECORRUPT;
+		*tokens += m[i].n_tokens;
+		rc = add_block(w, l, (uint32_t)(b + i), &m[i]);
+		*done = m[i].n_tokens < bt; /* a partial block ends the layer */
+	}
 	return rc;
 }
 
@@ -306,23 +353,22 @@ static int save_layer(struct kvt_store *st, struct cache_rec *c, uint32_t l,
 	pthread_mutex_lock(&st->lock);
 	uint64_t nb = (c->layers[l].n_tokens + bt - 1) / bt;
 	pthread_mutex_unlock(&st->lock);
-	int rc = 0;
+	int rc = 0, done = 0;
 	*tokens = 0;
-	for (uint64_t b = 0; rc == 0 && b < nb; b++) {
-		struct kvt_block_meta m;
+	for (uint64_t b = 0; rc == 0 && !done && b < nb;) {
+		struct kvt_block_meta m[KVT_PEEK_BATCH];
+		uint32_t got = 0, n;
 		rc = begin_blocks(w);
-		rc = rc ? rc : reserve(&w->pay, &w->pay_cap, w->pay_len + bb);
+		n = run_length(w, bb, nb - b);
+		rc = rc ? rc : reserve(&w->pay, &w->pay_cap, w->pay_len + n * bb);
 		if (rc)
 			break;
 		pthread_mutex_lock(&st->lock);
-		rc = export_block_locked(st, c, l, b, w->pay + w->pay_len, &m);
+		rc = export_run_locked(st, c, l, b, n, w->pay + w->pay_len, m, &got);
 		pthread_mutex_unlock(&st->lock);
-		if (rc == 0 && m.n_tokens == 0)
-			break; /* the tail was empty after all */
-		*tokens += rc ? 0 : m.n_tokens;
-		rc = rc ? rc : add_block(w, l, (uint32_t)b, &m);
-		if (rc == 0 && m.n_tokens < bt)
-			break; /* a partial block ends the layer */
+		rc = rc ? rc : add_run(w, l, b, got, m, bt, tokens, &done);
+		b += got;
+		done |= got == 0;
 	}
 	return rc;
 }

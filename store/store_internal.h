@@ -96,10 +96,15 @@ int kvt_block_put_locked(struct kvt_store *st, const struct kvt_block_key *key,
 int kvt_block_get_locked(struct kvt_store *st, const struct kvt_block_key *key,
 			 void *dst, size_t cap, struct kvt_block_meta *meta);
 
-/* kvt_block_get_locked without promotion or LRU update (bulk readers
- * such as snapshot save, which must not evict the working set). */
-int kvt_block_peek_locked(struct kvt_store *st, const struct kvt_block_key *key,
-			  void *dst, size_t cap, struct kvt_block_meta *meta);
+/* Reads up to KVT_PEEK_BATCH blocks, each into dsts[i] (cap bytes),
+ * without promotion or LRU update (bulk readers such as snapshot save,
+ * which must not evict the working set): host copies directly, the
+ * disk-only ones in one batched read. Returns 0 or the first failure
+ * (KVT_ENOTFOUND, KVT_ECORRUPT, -ENOBUFS, -EIO). */
+#define KVT_PEEK_BATCH 64
+int kvt_block_peek_many_locked(struct kvt_store *st, size_t n,
+			       const struct kvt_block_key *keys,
+			       void *const *dsts, size_t cap);
 
 /* Meta of a stored block, or KVT_ENOTFOUND. */
 int kvt_block_stat_locked(struct kvt_store *st, const struct kvt_block_key *key,
