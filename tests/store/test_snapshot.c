@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -639,5 +640,80 @@ Test(snapshot, inspect_reports_every_section)
 	cr_assert_eq(info.n_meta, 2);
 	cr_assert_eq(info.n_blocks, 150 + 138);
 	cr_assert_eq(info.file_bytes, len);
+	kvt_store_close(st);
+}
+
+struct appender {
+	struct kvt_store *st;
+	volatile int stop;
+	uint32_t appended;
+};
+
+static void *append_loop(void *arg)
+{
+	struct appender *a = arg;
+	struct kvt_cache *c;
+	struct kvt_cache_config cfg = config(2, 0);
+	uint16_t *k = tv_alloc(&cfg.shape, 7), *v = tv_alloc(&cfg.shape, 7);
+	cr_assert_eq(kvt_cache_open(a->st, "live", &c), 0);
+	for (uint32_t t = 0; !a->stop && t < 20000; t += 7) {
+		for (uint32_t l = 0; l < 2; l++) {
+			tv_fill(&cfg.shape, l, t, 7, k, v);
+			cr_assert_eq(kvt_cache_append(c, l, 7, k, v), 0);
+		}
+		a->appended = t + 7;
+	}
+	kvt_cache_close(c);
+	free(k), free(v);
+	return NULL;
+}
+
+Test(snapshot, saves_during_appends_hold_a_consistent_prefix, .timeout = 120)
+{
+	char p[600];
+	fresh_dir();
+	struct kvt_store *st = open_store(NULL, 0);
+	struct kvt_cache_config cfg = config(2, 0);
+	uint32_t tokens[2] = {100, 100};
+	make_cache(st, "live", &cfg, tokens);
+	struct appender a = {st, 0, 0};
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, append_loop, &a), 0);
+	uint16_t *k = tv_alloc(&cfg.shape, 20100), *v = tv_alloc(&cfg.shape, 20100);
+	uint16_t *wk = tv_alloc(&cfg.shape, 20100), *wv = tv_alloc(&cfg.shape, 20100);
+	for (int i = 0; i < 10; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "copy%d", i);
+		cr_assert_eq(kvt_snapshot_save(st, "live", path_in("live.kvs", p, sizeof p),
+					       NULL, NULL), 0);
+		cr_assert_eq(kvt_snapshot_load(st, p, name, NULL, NULL), 0);
+		struct kvt_cache *c;
+		cr_assert_eq(kvt_cache_open(st, name, &c), 0);
+		for (uint32_t l = 0; l < 2; l++) {
+			uint64_t n;
+			kvt_cache_layer_tokens(c, l, &n);
+			cr_assert_geq(n, 100);
+			cr_assert_eq(kvt_cache_read(c, l, 0, (uint32_t)n, k, v), 0);
+			/* the first 100 tokens came from make_cache (0..99, chunks
+			 * of 53), the rest from the appender (from 0 again) */
+			tv_fill(&cfg.shape, l, 0, 100, wk, wv);
+			for (uint32_t h = 0; h < 2; h++)
+				cr_assert_eq(memcmp(k + (size_t)h * n * 64, wk + (size_t)h * 100 * 64,
+						    100 * 64 * 2), 0, "copy %d layer %u", i, l);
+			if (n > 100) {
+				tv_fill(&cfg.shape, l, 0, (uint32_t)(n - 100), wk, wv);
+				for (uint32_t h = 0; h < 2; h++)
+					cr_assert_eq(memcmp(k + ((size_t)h * n + 100) * 64,
+							    wk + (size_t)h * (n - 100) * 64,
+							    (n - 100) * 64 * 2), 0,
+						     "copy %d layer %u: not a prefix", i, l);
+			}
+		}
+		kvt_cache_close(c);
+		cr_assert_eq(kvt_cache_drop(st, name), 0);
+	}
+	a.stop = 1;
+	pthread_join(th, NULL);
+	free(k), free(v), free(wk), free(wv);
 	kvt_store_close(st);
 }
