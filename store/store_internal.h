@@ -40,6 +40,11 @@ struct layer_state {
 	uint64_t n_cold;      /* leading blocks stored with the cold codec */
 	uint8_t *tail;        /* raw block holding the partial last block */
 	uint32_t tail_tokens; /* valid tokens in tail (< block_tokens) */
+	/* ZipCache cold codec: saliency of tokens [scores_first, n_tokens)
+	 * (NaN: none given) while their blocks are raw; n_scores 0: none. */
+	float *scores;
+	uint64_t scores_first;
+	uint32_t n_scores, cap_scores;
 };
 
 struct meta_rec;

@@ -117,7 +117,14 @@ struct kvt_codec_params {
 	uint32_t residual;    /* newest tokens kept at full precision (default 128);
 	                         the store uses 0 per block and keeps its own window */
 	float salient_ratio;  /* ZipCache: fraction of tokens at high_bits (0..1) */
-	const float *saliency; /* ZipCache: optional per-token scores (n = tokens);
+	uint8_t zip_tokenwise; /* ZipCache: 1 = plain tokenwise quantization (no
+	                          per-channel normalisers); 0 (default) =
+	                          channel-separable. Not kept by the store, which
+	                          always uses the default. */
+	const float *saliency; /* ZipCache: optional per-token scores (n = tokens),
+	                          e.g. from kvt_zipcache_saliency(); the
+	                          round(salient_ratio * tokens) highest get
+	                          high_bits (ties: lower index first; NaN lowest).
 	                          NULL: the codec treats every token as low-bit.
 	                          Only read during encode; never stored. */
 };
@@ -222,6 +229,21 @@ int kvt_cache_drop(struct kvt_store *store, const char *name);
  */
 int kvt_cache_append(struct kvt_cache *cache, uint32_t layer, uint32_t n_tokens,
 		     const void *k, const void *v);
+
+/*
+ * Like kvt_cache_append, with one saliency score per token (n_tokens floats,
+ * e.g. from kvt_zipcache_saliency(); NULL: none) for a cache whose cold
+ * codec is ZipCache: when a block is encoded cold, the round(salient_ratio *
+ * block_tokens) tokens of the block with the highest scores get high_bits.
+ * Scores are kept, copied, only while their block is raw; they are not
+ * stored, so a block whose tokens have no scores (appended with
+ * kvt_cache_append, or raw across a restart) is encoded with every token at
+ * low bits, and tokens without scores rank below those with. With another
+ * cold codec the scores are ignored. Errors: as kvt_cache_append.
+ */
+int kvt_cache_append_scored(struct kvt_cache *cache, uint32_t layer,
+			    uint32_t n_tokens, const void *k, const void *v,
+			    const float *scores);
 
 /*
  * Reads tokens [first, first + n_tokens) of layer `layer` into k and v
