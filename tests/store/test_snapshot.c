@@ -59,8 +59,9 @@ static struct kvt_cache_config config(uint32_t heads, int kivi)
 	struct kvt_cache_config c;
 	kvt_cache_config_init(&c);
 	c.shape = (struct kvt_shape){2, heads, 64, 16, KVT_DTYPE_F16};
-	if (kivi)
-		kvt_codec_params_init(&c.cold, KVT_CODEC_KIVI);
+	if (kivi) /* 1: KIVI, 2: ZipCache */
+		kvt_codec_params_init(&c.cold, kivi == 2 ? KVT_CODEC_ZIPCACHE
+							 : KVT_CODEC_KIVI);
 	c.recent_tokens = 32;
 	return c;
 }
@@ -244,6 +245,8 @@ static void round_trip(int kivi, int disk, int zstd)
 	cr_assert_eq(info.version, KVT_SNAPSHOT_VERSION);
 	cr_assert_eq(info.n_tokens, 250);
 	cr_assert_eq(info.n_blocks, 16 + 7);
+	if (kivi) /* cold blocks went in quantized */
+		cr_assert_lt(info.payload_bytes, 23 * kvt_block_bytes(&cfg.shape) * 2 / 3);
 	cr_assert_eq(info.n_meta, 3);
 	cr_assert_eq(info.meta_bytes, blob_len[1] + blob_len[2]);
 	cr_assert_eq(memcmp(&info.config, &cfg, sizeof cfg), 0);
@@ -275,6 +278,7 @@ Test(snapshot, round_trip_kivi_memory) { round_trip(1, 0, 0); }
 Test(snapshot, round_trip_raw_disk) { round_trip(0, 1, 0); }
 Test(snapshot, round_trip_kivi_disk) { round_trip(1, 1, 0); }
 Test(snapshot, round_trip_zstd) { round_trip(0, 0, 3); }
+Test(snapshot, round_trip_zipcache_disk) { round_trip(2, 1, 0); }
 Test(snapshot, round_trip_kivi_zstd_disk) { round_trip(1, 1, 1); }
 
 Test(snapshot, disk_blocks_demoted_under_a_small_host_budget)
