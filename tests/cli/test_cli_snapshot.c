@@ -24,8 +24,11 @@ static void setup(void)
 {
 	const char *t = getenv("KVT_TEST_TMP");
 	mkdir(t ? t : "/tmp", 0755);
+	char cmd[600];
 	snprintf(dir, sizeof dir, "%s/cli-snap-%d", t ? t : "/tmp", getpid());
-	mkdir(dir, 0700);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir); /* an earlier run's */
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(mkdir(dir, 0700), 0);
 }
 
 static char *p(const char *name)

@@ -114,9 +114,12 @@ static void setup(void)
 	test_sock_path(sock, sizeof sock, "snap");
 	snprintf(dir, sizeof dir, "%s.d", sock);
 	snprintf(files, sizeof files, "%s.files", sock);
+	char cmd[600];
 	unlink(sock);
-	mkdir(dir, 0700);
-	mkdir(files, 0700);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", dir, files); /* an earlier run's */
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	cr_assert_eq(mkdir(files, 0700), 0);
 }
 
 Test(kvtierd_snapshot, save_load_through_the_daemon, .init = setup, .timeout = 120)
