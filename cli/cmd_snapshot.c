@@ -39,6 +39,8 @@ static void usage(FILE *f)
 		"                   else /tmp/kvtier-$UID.sock)\n"
 		"  --data-dir DIR   work offline on the store in DIR (refused while a\n"
 		"                   daemon or any other process has it open)\n"
+		"  --host-bytes N   offline: host memory for the store (K/M/G; default\n"
+		"                   1G); a larger load spills to DIR as it goes\n"
 		"  --as NAME        load: the name of the new cache\n"
 		"  --zstd LEVEL     save: compress sections with zstd (1..22; default\n"
 		"                   0: stored as is, quantized blocks compress little)\n"
@@ -54,6 +56,7 @@ static void usage(FILE *f)
 struct snap_args {
 	const char *socket, *data_dir, *as, *operand[2];
 	int n_operands, zstd, progress, quiet, sections;
+	uint64_t host_bytes; /* offline: host tier budget, 0 = default */
 };
 
 /* Returns -1 to go on, else an exit status. */
@@ -62,7 +65,8 @@ static int parse(int argc, char **argv, struct snap_args *a)
 	static const struct option lo[] = {
 		{"socket", 1, 0, 's'}, {"data-dir", 1, 0, 'd'}, {"as", 1, 0, 'a'},
 		{"zstd", 1, 0, 'z'}, {"progress", 0, 0, 'p'}, {"quiet", 0, 0, 'q'},
-		{"sections", 0, 0, 'S'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
+		{"sections", 0, 0, 'S'}, {"host-bytes", 1, 0, 'H'},
+		{"help", 0, 0, 'h'}, {0, 0, 0, 0},
 	};
 	int c;
 	char *end;
@@ -76,6 +80,12 @@ static int parse(int argc, char **argv, struct snap_args *a)
 		case 'p': a->progress = 1; break;
 		case 'q': a->quiet = 1; break;
 		case 'S': a->sections = 1; break;
+		case 'H':
+			if (kvt_cli_parse_size(optarg, &a->host_bytes) || !a->host_bytes) {
+				fprintf(stderr, "kvtier snapshot: bad --host-bytes '%s'\n", optarg);
+				return 2;
+			}
+			break;
 		case 'z':
 			a->zstd = (int)strtol(optarg, &end, 10);
 			if (*end || a->zstd < 0 || a->zstd > 22) {
@@ -166,7 +176,8 @@ static int fail(const char *what, int rc)
 }
 
 /* Opens the store of an existing data directory, saying why it cannot. */
-static int open_offline(const char *dir, struct kvt_store **st)
+static int open_offline(const char *dir, uint64_t host_bytes,
+			struct kvt_store **st)
 {
 	struct stat sb;
 	struct kvt_store_config cfg;
@@ -176,6 +187,8 @@ static int open_offline(const char *dir, struct kvt_store **st)
 	}
 	kvt_store_config_init(&cfg);
 	cfg.data_dir = dir;
+	if (host_bytes)
+		cfg.host_bytes = host_bytes;
 	int rc = kvt_store_open(&cfg, st);
 	if (rc == KVT_EBUSY) {
 		fprintf(stderr, "kvtier snapshot: %s is in use by another process "
@@ -231,7 +244,7 @@ static int cmd_save(const struct snap_args *a)
 				      .progress = show_progress, .progress_ctx = &m};
 	if (a->data_dir) {
 		struct kvt_store *st;
-		if ((rc = open_offline(a->data_dir, &st)))
+		if ((rc = open_offline(a->data_dir, a->host_bytes, &st)))
 			return rc;
 		rc = kvt_snapshot_save(st, name, file, &o, &info);
 		kvt_store_close(st);
@@ -266,7 +279,7 @@ static int cmd_load(const struct snap_args *a)
 	struct kvt_snapshot_opts o = {.progress = show_progress, .progress_ctx = &m};
 	if (a->data_dir) {
 		struct kvt_store *st;
-		if ((rc = open_offline(a->data_dir, &st)))
+		if ((rc = open_offline(a->data_dir, a->host_bytes, &st)))
 			return rc;
 		rc = kvt_snapshot_load(st, file, a->as, &o, &info);
 		kvt_store_close(st);

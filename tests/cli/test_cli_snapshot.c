@@ -163,7 +163,7 @@ Test(cli_snapshot, offline_save_inspect_load)
 	cr_assert(strstr(out, "metadata      1 blobs"), "%s", out);
 	cr_assert(strstr(out, "checksums     ok"), "%s", out);
 	cr_assert(strstr(out, "  blocks  offset"), "%s", out);
-	cr_assert_eq(run(out, err, sizeof out, "snapshot load %s --as copy --data-dir %s --progress",
+	cr_assert_eq(run(out, err, sizeof out, "snapshot load %s --as copy --data-dir %s --progress --host-bytes 64K",
 			 p("doc.kvs"), p("b")), 0, "%s", err);
 	cr_assert(strstr(out, "loaded copy"), "%s", out);
 	cr_assert(strstr(err, "100%"), "no progress: %s", err);
