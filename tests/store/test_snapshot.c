@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -724,4 +725,25 @@ Test(snapshot, saves_during_appends_hold_a_consistent_prefix, .timeout = 120)
 	pthread_join(th, NULL);
 	free(k), free(v), free(wk), free(wv);
 	kvt_store_close(st);
+}
+
+Test(snapshot, a_full_tmpfs_gives_enospc_and_leaves_nothing)
+{
+	char mnt[600], p[700];
+	fresh_dir();
+	path_in("tiny", mnt, sizeof mnt);
+	cr_assert_eq(mkdir(mnt, 0700), 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=1m"))
+		cr_skip_test("cannot mount a 1 MiB tmpfs here (%s)", strerror(errno));
+	struct kvt_store *st = open_store(NULL, 0);
+	struct kvt_cache_config cfg = config(4, 0);
+	uint32_t tokens[2] = {1000, 1000}; /* 2 MiB */
+	make_cache(st, "doc", &cfg, tokens);
+	snprintf(p, sizeof p, "%s/doc.kvs", mnt);
+	int rc = kvt_snapshot_save(st, "doc", p, NULL, NULL);
+	int left = count_files(mnt);
+	umount(mnt);
+	kvt_store_close(st);
+	cr_assert_eq(rc, -ENOSPC, "%s", kvt_strerror(rc));
+	cr_assert_eq(left, 0, "files left on the full file system");
 }
