@@ -256,6 +256,10 @@ static int cmd_save(const struct snap_args *a)
 		kvt_client_close(cl);
 	}
 	meter_end(&m);
+	if (rc == KVT_ENOTFOUND) {
+		fprintf(stderr, "kvtier snapshot: no cache named '%s'\n", name);
+		return 1;
+	}
 	if (rc) {
 		char what[600];
 		snprintf(what, sizeof what, "save %s to %s", name, file);

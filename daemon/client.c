@@ -400,8 +400,12 @@ static int absolute(const char *path, int must_exist, char *out, size_t cap)
 	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
 	if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
 		return -EISDIR;
-	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1,
-		 slash ? (slash == path ? "/" : path) : ".");
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == path)
+		strcpy(dir, "/");
+	else
+		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
 	if (!realpath(dir, buf))
 		return -errno;
 	return copy_path(out, cap, buf, base);
