@@ -132,6 +132,7 @@ struct writer {
 	uint8_t *zbuf;
 	size_t zcap;
 	uint64_t written, total;
+	uint64_t flushed, settled; /* writeback started / done and dropped up to */
 	uint64_t n_meta, meta_bytes;
 	struct snap_totals t;
 	const struct kvt_snapshot_opts *opts;
@@ -211,6 +212,29 @@ static uint64_t content_checksum(struct writer *w, uint32_t type)
 	return XXH3_64bits_digest(w->xxh);
 }
 
+/* Starts writeback of what was just written and drops from the page
+ * cache what was written SNAP_WRITE_BEHIND earlier (waiting for it, by
+ * then mostly done), so a save of
+ * any size holds a bounded amount of dirty and cached file data, and the
+ * final fsync has little left to do. Failures here are harmless: the
+ * fsync at the end reports real write errors. */
+static void stream_out(struct writer *w)
+{
+	if (w->written - w->flushed < SNAP_SECTION_TARGET)
+		return;
+	sync_file_range(w->fd, (off_t)w->flushed, (off_t)(w->written - w->flushed),
+			SYNC_FILE_RANGE_WRITE);
+	if (w->flushed - w->settled >= SNAP_WRITE_BEHIND) {
+		sync_file_range(w->fd, (off_t)w->settled, (off_t)(w->flushed - w->settled),
+				SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+				SYNC_FILE_RANGE_WAIT_AFTER);
+		posix_fadvise(w->fd, (off_t)w->settled, (off_t)(w->flushed - w->settled),
+			      POSIX_FADV_DONTNEED);
+		w->settled = w->flushed;
+	}
+	w->flushed = w->written;
+}
+
 /* Writes the section built in rec (+ pay) and starts a new one. */
 static int emit_section(struct writer *w, uint32_t type)
 {
@@ -231,6 +255,8 @@ static int emit_section(struct writer *w, uint32_t type)
 	if (rc == 0 && !z && w->pay_len)
 		rc = write_all(w->fd, w->pay, w->pay_len);
 	w->written += sizeof h + (z ? z : raw);
+	if (rc == 0)
+		stream_out(w);
 	w->t.n_sections++;
 	w->rec_len = w->pay_len = 0;
 	w->n_recs = 0;

@@ -18,6 +18,7 @@
 #define SNAP_SECTION_MAGIC 0x54434553u /* "SECT" */
 #define SNAP_SECTION_TARGET (4u << 20)
 #define SNAP_RECORD_BYTES 32
+#define SNAP_WRITE_BEHIND (64u << 20) /* save: dirty/cached file data kept */
 #define SNAP_BLOCKS_PREFIX 8           /* u32 record count, u32 zero */
 /* META: u8 key length, key, u64 blob length, u64 offset of this piece */
 #define SNAP_META_PREFIX_MAX (1 + KVT_META_KEY_MAX + 16)
