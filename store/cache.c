@@ -127,14 +127,19 @@ int kvt_cache_rename_locked(struct kvt_store *st, struct cache_rec *c,
 		return KVT_EEXIST;
 	/* Old name first: a crash in between leaves orphan blocks (deleted at
 	 * the next open), never two names for one cache. */
+	char old[KVT_NAME_MAX + 1];
 	int rc = kvt_catalog_del_locked(st, c->name);
 	if (rc)
 		return rc;
-	char old[KVT_NAME_MAX + 1];
 	strcpy(old, c->name);
 	strcpy(c->name, name);
 	rc = kvt_catalog_put_locked(st, c);
-	return rc ? rc : kvt_meta_rename_locked(st, c, old);
+	if (rc) { /* keep the old name, so the caller can still drop it */
+		strcpy(c->name, old);
+		kvt_catalog_put_locked(st, c);
+		return rc;
+	}
+	return kvt_meta_rename_locked(st, c, old);
 }
 
 static int create(struct kvt_store *st, const char *name,

@@ -65,6 +65,7 @@ struct kvt_store {
 	pthread_mutex_t lock;
 	struct kvt_store_config cfg;
 	char *data_dir;
+	int lock_fd;    /* flock on data_dir/lock, or -1 */
 	struct kvt_tier *tier[KVT_TIER_COUNT]; /* NULL when absent */
 	struct cache_rec *caches;
 	uint64_t next_id;
@@ -99,6 +100,16 @@ int kvt_block_put_locked(struct kvt_store *st, const struct kvt_block_key *key,
  * the host tier when there is room. KVT_ENOTFOUND, KVT_ECORRUPT, -ENOBUFS. */
 int kvt_block_get_locked(struct kvt_store *st, const struct kvt_block_key *key,
 			 void *dst, size_t cap, struct kvt_block_meta *meta);
+
+/* Reads up to KVT_PEEK_BATCH blocks, each into dsts[i] (cap bytes),
+ * without promotion or LRU update (bulk readers such as snapshot save,
+ * which must not evict the working set): host copies directly, the
+ * disk-only ones in one batched read. Returns 0 or the first failure
+ * (KVT_ENOTFOUND, KVT_ECORRUPT, -ENOBUFS, -EIO). */
+#define KVT_PEEK_BATCH 64
+int kvt_block_peek_many_locked(struct kvt_store *st, size_t n,
+			       const struct kvt_block_key *keys,
+			       void *const *dsts, size_t cap);
 
 /* Meta of a stored block, or KVT_ENOTFOUND. */
 int kvt_block_stat_locked(struct kvt_store *st, const struct kvt_block_key *key,

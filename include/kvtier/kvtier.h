@@ -164,7 +164,9 @@ struct kvt_store;
  * missing) and every cache and acknowledged block stored there before is
  * available again. On success *out owns the store; release it with
  * kvt_store_close(). Errors: -EINVAL (bad config), -ENOMEM, -errno from the
- * file system, KVT_ECORRUPT (unreadable index), KVT_EVERSION.
+ * file system, KVT_ECORRUPT (unreadable index), KVT_EVERSION, KVT_EBUSY
+ * (another store, e.g. a running kvtierd, has data_dir open: one process
+ * at a time may use a data directory).
  */
 int kvt_store_open(const struct kvt_store_config *cfg, struct kvt_store **out);
 

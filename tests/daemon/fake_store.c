@@ -15,6 +15,7 @@
 
 #include "checksum.h"
 #include "kvtier/kvtier.h"
+#include "kvtier/snapshot.h"
 #include "locate.h"
 #include "retrieve.h"
 
@@ -405,4 +406,21 @@ int kvt_daemon_retrieve(struct kvt_cache *c, struct kvt_rindex **index,
 void kvt_daemon_retrieve_free(struct kvt_rindex *index)
 {
 	(void)index;
+}
+
+/* Snapshots are the real store's business (tests/store, test_kvtierd_store). */
+int kvt_snapshot_save(struct kvt_store *st, const char *name, const char *path,
+		      const struct kvt_snapshot_opts *opts,
+		      struct kvt_snapshot_info *info)
+{
+	(void)st, (void)name, (void)path, (void)opts, (void)info;
+	return -ENOTSUP;
+}
+
+int kvt_snapshot_load(struct kvt_store *st, const char *path,
+		      const char *as_name, const struct kvt_snapshot_opts *opts,
+		      struct kvt_snapshot_info *info)
+{
+	(void)st, (void)path, (void)as_name, (void)opts, (void)info;
+	return -ENOTSUP;
 }
