@@ -690,9 +690,8 @@ int kvt_dec_retrieve_req(const uint8_t *p, size_t len,
 	m->sink_tokens = get_u32(&r);
 	m->recent_tokens = get_u32(&r);
 	m->q_len = get_u32(&r);
-	check(&r, m->q_len % 4 == 0 && m->q_len > 0);
-	check(&r, m->n_q_heads > 0 && m->n_queries > 0);
-	check(&r, m->q_len % ((uint64_t)m->n_q_heads * m->n_queries * 4) == 0);
+	uint64_t vec = (uint64_t)m->n_q_heads * m->n_queries * 4;
+	check(&r, vec > 0 && m->q_len > 0 && m->q_len % vec == 0);
 	m->q = take(&r, r.err ? 0 : m->q_len);
 	return finish(&r);
 }
