@@ -11,8 +11,8 @@
  *    cluster_tokens tokens: a new token joins the nearest cluster of its
  *    chunk at once (incremental assignment), and when the chunk is full
  *    (or on kvt_rindex_refine) Lloyd iterations refine that chunk's
- *    clusters. Keys of older chunks are not kept: only each cluster's key
- *    sum and size, and every token's cluster. A query estimates each
+ *    clusters. Keys of closed chunks are not kept: only each cluster's mean
+ *    key (fp16) and size, and every token's cluster. A query estimates each
  *    cluster's attention mass as size * exp(q . mean_key / sqrt(head_dim))
  *    (softmax over clusters, per q head), spreads it evenly over the
  *    cluster's tokens, and blocks are taken in order of their estimated mass
