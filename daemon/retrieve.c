@@ -6,11 +6,16 @@ static int index_of(struct kvt_cache *cache, struct kvt_rindex **index)
 	if (*index)
 		return kvt_rindex_update_from_cache(*index, cache);
 	int rc = kvt_rindex_open(cache, index);
-	if (rc == KVT_ENOTFOUND)
+	/* The index is derived data: one that is missing or unusable is built
+	 * again from the keys rather than failing every request. */
+	if (rc == KVT_ENOTFOUND || rc == KVT_ECORRUPT || rc == KVT_EFORMAT ||
+	    rc == KVT_EVERSION || rc == KVT_ESHAPE)
 		return kvt_rindex_build_from_cache(cache, NULL, index);
 	if (rc == 0 && (rc = kvt_rindex_update_from_cache(*index, cache))) {
 		kvt_rindex_free(*index);
 		*index = NULL;
+		if (rc == KVT_ECORRUPT) /* made for another cache */
+			rc = kvt_rindex_build_from_cache(cache, NULL, index);
 	}
 	return rc;
 }

@@ -14,8 +14,9 @@
 /*
  * kvt_retrieve on the index of an open cache. *index is the caller's slot
  * for it (NULL at first): on first use it is loaded from the cache's
- * metadata or built from its keys; every call first indexes tokens appended
- * since. Errors: those of kvt_retrieve, kvt_rindex_open and
+ * metadata or built from its keys (also when the stored one is damaged,
+ * of another version or shape, or not this cache's: the index is derived
+ * data); every call first indexes tokens appended since. Errors: those of kvt_retrieve, kvt_rindex_open and
  * kvt_rindex_update_from_cache; -ENOTSUP without retrieval support.
  */
 int kvt_daemon_retrieve(struct kvt_cache *cache, struct kvt_rindex **index,

@@ -114,8 +114,8 @@ int kvt_client_stats(struct kvt_client *cl, struct kvt_stats *out);
 /*
  * Block selection on the daemon (kvt_retrieve of retrieval.h): the daemon
  * keeps a retrieval index per open cache handle, loaded from the cache's
- * metadata or built from its keys on first use, and indexes appended
- * tokens before each call. q: float32 [n_q_heads][n_queries][head_dim].
+ * metadata or built from its keys on first use (a damaged stored index is
+ * rebuilt), and indexes appended tokens before each call. q: float32 [n_q_heads][n_queries][head_dim].
  * On success *out is a selection to release with kvt_selection_free().
  * Errors: as kvt_retrieve, KVT_ESHAPE (queries of the wrong size),
  * KVT_ETOOBIG (queries larger than a frame), -ENOTSUP (a daemon without

@@ -112,6 +112,19 @@ Test(daemon_retrieve, selects_what_a_local_index_selects_and_follows_appends)
 	cr_assert_eq(kvt_client_cache_retrieve(c, 0, &p, g.q, &remote), 0);
 	kvt_selection_free(&remote);
 
+	/* a damaged stored index is rebuilt for a new handle, not fatal */
+	struct kvt_cache *sc_cache;
+	cr_assert_eq(kvt_cache_open(d.store, "doc", &sc_cache), 0);
+	cr_assert_eq(kvt_cache_meta_put(sc_cache, KVT_RINDEX_META_KEY, "junk", 4), 0);
+	kvt_cache_close(sc_cache);
+	struct kvt_client_cache *c2;
+	cr_assert_eq(kvt_client_cache_open(cl, "doc", &c2), 0);
+	cr_assert_eq(kvt_client_cache_retrieve(c2, 0, &p, g.q, &remote), 0);
+	cr_assert_eq(kvt_retrieve(x, 0, &p, g.q, &local), 0);
+	same_selection(&remote, &local);
+	kvt_selection_free(&remote), kvt_selection_free(&local);
+	kvt_client_cache_close(c2);
+
 	kvt_rindex_free(x);
 	kvt_client_cache_close(c);
 	kvt_client_close(cl);
