@@ -1,8 +1,10 @@
 /* test_daemon_retrieve.c - the RETRIEVE op: kvtierd's server (in a thread,
  * over the real store) selects the same blocks as a local index, follows
  * appends, and refuses bad requests; the protocol messages round-trip and
- * malformed ones are refused. */
+ * malformed ones are refused; a second process retrieves by name while the
+ * first keeps appending. */
 #include <errno.h>
+#include <sys/wait.h>
 
 #include "bytes.h"
 #include "daemon/daemon_test.h"
@@ -165,4 +167,104 @@ Test(daemon_retrieve, messages_round_trip_and_malformed_ones_are_refused)
 	cr_assert_eq(kvt_dec_retrieve_rep(w.data, w.len, &rr), KVT_EPROTO);
 	cr_assert_str_eq(kvt_op_name(KVT_OP_RETRIEVE), "retrieve");
 	kvt_wbuf_free(&w);
+}
+
+/* The writer process: appends the document in 40 pieces, pausing between. */
+static int write_doc(const char *path, const struct data *g)
+{
+	struct kvt_client *cl;
+	struct kvt_client_cache *c;
+	struct kvt_cache_config cfg;
+	kvt_cache_config_init(&cfg);
+	cfg.shape = shape;
+	if (kvt_client_connect(path, &cl) ||
+	    kvt_client_cache_create(cl, "shared-doc", &cfg, &c))
+		return 1;
+	for (uint64_t t = 0; t < N; t += 100) {
+		uint16_t *k = slice(g->k, t, 100), *v = slice(g->v, t, 100);
+		int rc = kvt_client_cache_append(c, 0, 100, k, v);
+		free(k), free(v);
+		if (rc)
+			return 2;
+		usleep(2000);
+	}
+	kvt_client_cache_close(c);
+	kvt_client_close(cl);
+	return 0;
+}
+
+static struct kvt_client_cache *open_when_there(struct kvt_client *cl)
+{
+	struct kvt_client_cache *c = NULL;
+	for (int i = 0; i < 5000; i++, usleep(1000))
+		if (kvt_client_cache_open(cl, "shared-doc", &c) == 0)
+			return c;
+	cr_assert_fail("the writer never created shared-doc");
+	return NULL;
+}
+
+static void check_live(const struct kvt_selection *s, uint64_t *last,
+		       uint32_t budget)
+{
+	cr_assert_geq(s->total_tokens, *last, "the index went backwards");
+	cr_assert_leq(s->total_tokens, N);
+	cr_assert_leq(s->n_tokens, s->total_tokens > budget ? budget : s->total_tokens);
+	for (uint32_t i = 0; i < s->n_blocks; i++) {
+		cr_assert_lt((uint64_t)s->blocks[i] * 16, s->total_tokens);
+		if (i)
+			cr_assert_gt(s->blocks[i], s->blocks[i - 1]);
+	}
+	*last = s->total_tokens;
+}
+
+Test(daemon_retrieve, another_process_retrieves_while_the_writer_appends)
+{
+	struct test_daemon d;
+	struct kvt_server_config sc;
+	kvt_server_config_init(&sc);
+	test_daemon_start(&d, &sc, "retrieve2");
+	struct data g;
+	data_make(&g);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(write_doc(d.path, &g));
+
+	struct kvt_client *cl;
+	cr_assert_eq(kvt_client_connect(d.path, &cl), 0);
+	struct kvt_client_cache *c = open_when_there(cl);
+	struct kvt_retrieve_params p;
+	kvt_retrieve_params_init(&p);
+	p.n_q_heads = 4, p.budget_tokens = 400;
+	uint64_t last = 0;
+	int during = 0, st;
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		struct kvt_selection s;
+		int rc = kvt_client_cache_retrieve(c, 0, &p, g.q, &s);
+		if (rc == 0) { /* an empty cache may refuse: nothing indexed yet */
+			check_live(&s, &last, p.budget_tokens);
+			during += s.total_tokens > 0 && s.total_tokens < N;
+			kvt_selection_free(&s);
+		}
+		usleep(500);
+	}
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "writer failed: %d", st);
+	cr_assert_gt(during, 0, "no retrieval ran while the writer appended");
+
+	/* Once the writer is done the reader sees exactly the whole document. */
+	struct kvt_rindex *x;
+	struct kvt_selection remote, local;
+	cr_assert_eq(kvt_rindex_create(&shape, NULL, &x), 0);
+	cr_assert_eq(kvt_rindex_add(x, 0, g.k, N), 0);
+	cr_assert_eq(kvt_client_cache_retrieve(c, 0, &p, g.q, &remote), 0);
+	cr_assert_eq(kvt_retrieve(x, 0, &p, g.q, &local), 0);
+	cr_assert_eq(remote.total_tokens, N);
+	check_live(&remote, &last, p.budget_tokens);
+	same_selection(&remote, &local);
+	kvt_selection_free(&remote), kvt_selection_free(&local);
+	kvt_rindex_free(x);
+	kvt_client_cache_close(c);
+	kvt_client_close(cl);
+	test_daemon_stop(&d);
+	free(g.dirs), free(g.k), free(g.v);
 }
