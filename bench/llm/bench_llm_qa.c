@@ -26,12 +26,15 @@
 
 #define MAX_BUDGETS 8
 #define N_CODECS 4
+#define N_METHODS 4 /* simple, kvtier ReKV, kvtier ClusterKV, oracle */
+
+static const char *method_name[N_METHODS] = {"simple", "rekv", "clusterkv", "oracle"};
 
 struct opts {
 	const char *model;
 	uint32_t tokens, questions, max_new, threads, n_budgets;
 	uint32_t budgets[MAX_BUDGETS];
-	int free_run, recall_only, rope_free;
+	int free_run, recall_only, rope_free, method;
 };
 
 static void usage(FILE *f)
@@ -48,7 +51,9 @@ static void usage(FILE *f)
 		"  --budgets LIST retrieval budgets in %% (default 5,10,20,100)\n"
 		"  --free-run     also generate freely per config: exact-answer rate\n"
 		"  --recall-only  only retrieval recall (no answers; fast)\n"
-		"  --rope-free    score blocks with RoPE undone (llm_rekv_config.rope_free)\n"
+		"  --rope-free    simple retrieval with RoPE undone (llm_rekv_config.rope_free)\n"
+		"  --retrieval M  selection used for the answers: simple, rekv, clusterkv\n"
+		"                 (default) or oracle\n"
 		"  --threads T    worker threads (default: online CPUs)\n");
 }
 
@@ -70,10 +75,10 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"model", 1, 0, 'm'}, {"tokens", 1, 0, 'n'}, {"questions", 1, 0, 'q'},
 		{"max-new", 1, 0, 'x'}, {"budgets", 1, 0, 'b'}, {"free-run", 0, 0, 'f'},
 		{"threads", 1, 0, 't'}, {"recall-only", 0, 0, 'r'}, {"rope-free", 0, 0, 'R'},
-		{"help", 0, 0, 'h'}, {0, 0, 0, 0},
+		{"retrieval", 1, 0, 'M'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
 	};
 	*o = (struct opts){".model/SmolLM2-135M-Instruct.Q4_1.gguf", 2048, 6, 24, 0, 4,
-			   {5, 10, 20, 100}, 0, 0, 0};
+			   {5, 10, 20, 100}, 0, 0, 0, 2};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		uint32_t v = optarg ? (uint32_t)strtoul(optarg, NULL, 10) : 0;
@@ -86,6 +91,15 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'f': o->free_run = 1; break;
 		case 'r': o->recall_only = 1; break;
 		case 'R': o->rope_free = 1; break;
+		case 'M':
+			for (o->method = 0; o->method < N_METHODS; o->method++)
+				if (strcmp(optarg, method_name[o->method]) == 0)
+					break;
+			if (o->method == N_METHODS) {
+				usage(stderr);
+				return -1;
+			}
+			break;
 		case 't': o->threads = v; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
@@ -126,7 +140,7 @@ struct bench {
 	uint32_t n_kv, idx[N_CODECS]; /* codec -> store index in rk */
 	struct llm_rekv *rk;
 	struct cell cell[N_CODECS][MAX_BUDGETS];
-	double recall[MAX_BUDGETS], oracle[MAX_BUDGETS], mass[MAX_BUDGETS], omass[MAX_BUDGETS];
+	double recall[N_METHODS][MAX_BUDGETS], mass[N_METHODS][MAX_BUDGETS];
 	uint32_t n_q;
 	char err[512];
 };
@@ -178,6 +192,8 @@ static int open_caches(struct bench *b)
 			continue;
 		}
 		rc = r;
+		if (rc == 0 && k == 0)
+			rc = llm_kvstore_index(b->kv[b->n_kv], NULL); /* kvtier's retrieval */
 		b->have[k] = rc == 0;
 		b->idx[k] = b->n_kv++;
 	}
@@ -245,7 +261,7 @@ static int forced_logits(struct bench *b, uint32_t s, const struct llm_selection
 	const struct llm_config *c = llm_model_config(b->m);
 	struct llm_kvbuf *kb;
 	struct llm_hooks hk;
-	int rc = llm_kvbuf_create(c, sel->per_layer * llm_rekv_block_tokens(b->rk) + nq + na,
+	int rc = llm_kvbuf_create(c, llm_selection_max(sel) * llm_rekv_block_tokens(b->rk) + nq + na,
 				  &kb);
 	if (rc == 0)
 		rc = llm_rekv_load(b->rk, s, sel, kb, NULL);
@@ -262,7 +278,7 @@ static int free_answer(struct bench *b, uint32_t s, const struct llm_selection *
 	const struct llm_config *c = llm_model_config(b->m);
 	struct llm_kvbuf *kb;
 	int32_t stops[3];
-	int rc = llm_kvbuf_create(c, sel->per_layer * llm_rekv_block_tokens(b->rk) + nq +
+	int rc = llm_kvbuf_create(c, llm_selection_max(sel) * llm_rekv_block_tokens(b->rk) + nq +
 					     b->o.max_new, &kb);
 	if (rc == 0)
 		rc = llm_rekv_load(b->rk, s, sel, kb, NULL);
@@ -378,8 +394,8 @@ static double mass_covered(const float *mass, uint32_t nb, const struct llm_sele
 	for (uint32_t l = 0; l < sel->n_layers; l++) {
 		for (uint32_t i = 0; i < nb; i++)
 			all += mass[(size_t)l * nb + i];
-		for (uint32_t i = 0; i < sel->per_layer; i++)
-			in += mass[(size_t)l * nb + sel->blocks[(size_t)l * sel->per_layer + i]];
+		for (uint32_t i = 0; i < sel->count[l]; i++)
+			in += mass[(size_t)l * nb + sel->blocks[(size_t)l * sel->stride + i]];
 	}
 	return all > 0 ? in / all : 0;
 }
@@ -387,7 +403,8 @@ static double mass_covered(const float *mass, uint32_t nb, const struct llm_sele
 struct qctx {
 	int32_t *q, *ans, *seq, *alt;
 	uint32_t nq, na;
-	float *qmean, *ref, *got;
+	struct llm_query qq;
+	float *ref, *got;
 };
 
 static int reference(struct bench *b, uint32_t s, struct qctx *x)
@@ -396,7 +413,7 @@ static int reference(struct bench *b, uint32_t s, struct qctx *x)
 	struct llm_selection all = {0};
 	int rc = llm_qa_question(b->tok, b->faq.sec[s].question, &x->q, &x->nq);
 	if (rc == 0)
-		rc = llm_rekv_probe(b->rk, x->q, x->nq, x->qmean);
+		rc = llm_rekv_probe(b->rk, x->q, x->nq, &x->qq);
 	if (rc == 0)
 		rc = llm_rekv_select_all(b->rk, &all);
 	if (rc == 0)
@@ -435,18 +452,28 @@ static int one_config(struct bench *b, struct qctx *x, int k, uint32_t bi,
 	return rc;
 }
 
+static int select_method(struct bench *b, int m, const struct llm_query *q,
+			 const float *oracle, uint32_t budget, struct llm_selection *sel)
+{
+	switch (m) {
+	case 0: return llm_rekv_select(b->rk, q, budget, sel);
+	case 1: return llm_rekv_retrieve(b->rk, b->idx[0], KVT_RETRIEVE_REKV, q, budget, sel);
+	case 2: return llm_rekv_retrieve(b->rk, b->idx[0], KVT_RETRIEVE_CLUSTERKV, q, budget, sel);
+	default: return llm_rekv_select_scores(b->rk, oracle, budget, sel);
+	}
+}
+
 static int question(struct bench *b, uint32_t s)
 {
 	const struct llm_config *c = llm_model_config(b->m);
 	struct qctx x = {0};
 	x.ans = malloc(b->o.max_new * sizeof(int32_t));
 	x.alt = malloc(b->o.max_new * sizeof(int32_t));
-	x.qmean = malloc((size_t)c->n_layers * c->n_kv_head * c->head_dim * sizeof(float));
-	int rc = x.ans && x.alt && x.qmean ? 0 : -ENOMEM;
+	int rc = x.ans && x.alt ? 0 : -ENOMEM;
 	if (rc == 0 && b->o.recall_only) {
 		rc = llm_qa_question(b->tok, b->faq.sec[s].question, &x.q, &x.nq);
 		if (rc == 0)
-			rc = llm_rekv_probe(b->rk, x.q, x.nq, x.qmean);
+			rc = llm_rekv_probe(b->rk, x.q, x.nq, &x.qq);
 	} else if (rc == 0) {
 		rc = reference(b, s, &x);
 	}
@@ -454,41 +481,37 @@ static int question(struct bench *b, uint32_t s)
 	if (rc == 0)
 		rc = osc ? oracle_scores(b, x.q, x.nq, osc) : -ENOMEM;
 	for (uint32_t bi = 0; bi < b->o.n_budgets && rc == 0; bi++) {
-		struct llm_selection sel = {0}, os = {0};
 		uint32_t budget = (uint32_t)((uint64_t)b->doc.n * b->o.budgets[bi] / 100);
-		uint32_t bt = llm_rekv_block_tokens(b->rk);
-		rc = llm_rekv_select_scores(b->rk, osc, budget, &os);
-		if (rc == 0) {
-			b->oracle[bi] += llm_qa_recall(&b->doc, s, bt, &os);
-			b->omass[bi] += mass_covered(osc, llm_rekv_blocks(b->rk), &os);
-		}
-		llm_selection_free(&os);
-		if (rc == 0)
-			rc = llm_rekv_select(b->rk, x.qmean, budget, &sel);
-		if (rc == 0) {
-			b->recall[bi] += llm_qa_recall(&b->doc, s, bt, &sel);
-			b->mass[bi] += mass_covered(osc, llm_rekv_blocks(b->rk), &sel);
+		struct llm_selection sel[N_METHODS] = {{0}};
+		for (int m = 0; m < N_METHODS && rc == 0; m++) {
+			rc = select_method(b, m, &x.qq, osc, budget, &sel[m]);
+			if (rc == 0) {
+				b->recall[m][bi] += llm_qa_recall(&b->doc, s, llm_rekv_block_tokens(b->rk),
+								  &sel[m]);
+				b->mass[m][bi] += mass_covered(osc, llm_rekv_blocks(b->rk), &sel[m]);
+			}
 		}
 		for (int k = 0; k < N_CODECS && rc == 0 && !b->o.recall_only; k++)
 			if (b->have[k])
-				rc = one_config(b, &x, k, bi, &sel);
-		llm_selection_free(&sel);
+				rc = one_config(b, &x, k, bi, &sel[b->o.method]);
+		for (int m = 0; m < N_METHODS; m++)
+			llm_selection_free(&sel[m]);
 	}
 	free(x.q); free(x.ans); free(x.seq); free(x.alt);
-	free(x.qmean); free(x.ref); free(x.got); free(osc);
+	llm_query_free(&x.qq); free(x.ref); free(x.got); free(osc);
 	return rc;
 }
 
-static void report(const struct bench *b)
+static void report_quality(const struct bench *b)
 {
-	printf("\n%u questions; per cell: answer-token agreement (teacher-forced on the "
-	       "full-cache answer) / mean KL(full||retrieved) nats%s\n", b->n_q,
-	       b->o.free_run ? " / identical free-run answers" : "");
+	printf("\n%u questions, retrieval %s; per cell: answer-token agreement (teacher-forced "
+	       "on the full-cache answer) / mean KL(full||retrieved) nats%s\n", b->n_q,
+	       method_name[b->o.method], b->o.free_run ? " / identical free-run answers" : "");
 	printf("%-9s", "budget");
 	for (int k = 0; k < N_CODECS; k++)
 		if (b->have[k])
 			printf(" %-26s", codec_name[k]);
-	printf(" recall (oracle)  attention mass (oracle)\n");
+	printf("\n");
 	for (uint32_t bi = 0; bi < b->o.n_budgets; bi++) {
 		printf("%6u%%  ", b->o.budgets[bi]);
 		for (int k = 0; k < N_CODECS; k++) {
@@ -496,16 +519,36 @@ static void report(const struct bench *b)
 			if (!b->have[k])
 				continue;
 			char s[64];
-			int n = snprintf(s, sizeof(s), "%.3f / %.4f", cl->positions ? (double)cl->agree / cl->positions : 0,
-				 cl->positions ? cl->kl / cl->positions : 0);
+			double np = cl->positions ? (double)cl->positions : 1;
+			int n = snprintf(s, sizeof(s), "%.3f / %.4f", cl->agree / np, cl->kl / np);
 			if (b->o.free_run)
 				snprintf(s + n, sizeof(s) - (size_t)n, " / %llu/%llu",
 					 (unsigned long long)cl->exact, (unsigned long long)cl->answers);
 			printf(" %-26s", s);
 		}
-		double nq = b->n_q ? b->n_q : 1;
-		printf(" %.3f (%.3f)    %.3f (%.3f)\n", b->recall[bi] / nq, b->oracle[bi] / nq,
-		       b->mass[bi] / nq, b->omass[bi] / nq);
+		printf("\n");
+	}
+}
+
+static void report(const struct bench *b)
+{
+	if (!b->o.recall_only)
+		report_quality(b);
+	printf("\nretrieval, %u questions; per cell: evidence-section recall / share of the "
+	       "question's full-cache attention mass on the selected blocks\n", b->n_q);
+	printf("%-9s", "budget");
+	for (int m = 0; m < N_METHODS; m++)
+		printf(" %-16s", method_name[m]);
+	printf("\n");
+	double nq = b->n_q ? b->n_q : 1;
+	for (uint32_t bi = 0; bi < b->o.n_budgets; bi++) {
+		printf("%6u%%  ", b->o.budgets[bi]);
+		for (int m = 0; m < N_METHODS; m++) {
+			char s[40];
+			snprintf(s, sizeof(s), "%.3f / %.3f", b->recall[m][bi] / nq, b->mass[m][bi] / nq);
+			printf(" %-16s", s);
+		}
+		printf("\n");
 	}
 }
 

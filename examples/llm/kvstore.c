@@ -10,6 +10,7 @@ struct llm_kvstore {
 	struct kvt_cache *cache;
 	struct kvt_client *cl;   /* remote */
 	struct kvt_client_cache *rcache;
+	struct kvt_rindex *idx;  /* local retrieval index, optional */
 };
 
 int llm_kvstore_local(struct kvt_store *store, const char *name,
@@ -52,6 +53,7 @@ void llm_kvstore_close(struct llm_kvstore *s)
 {
 	if (!s)
 		return;
+	kvt_rindex_free(s->idx);
 	kvt_cache_close(s->cache);
 	kvt_client_cache_close(s->rcache);
 	free(s);
@@ -60,8 +62,12 @@ void llm_kvstore_close(struct llm_kvstore *s)
 int llm_kvstore_append(struct llm_kvstore *s, uint32_t layer, uint32_t n,
 		       const void *k, const void *v)
 {
-	return s->cache ? kvt_cache_append(s->cache, layer, n, k, v)
-			: kvt_client_cache_append(s->rcache, layer, n, k, v);
+	if (!s->cache)
+		return kvt_client_cache_append(s->rcache, layer, n, k, v);
+	int rc = kvt_cache_append(s->cache, layer, n, k, v);
+	if (rc == 0 && s->idx)
+		rc = kvt_rindex_add(s->idx, layer, k, n);
+	return rc;
 }
 
 int llm_kvstore_read_block(struct llm_kvstore *s, uint32_t layer, uint64_t block,
@@ -86,4 +92,20 @@ int llm_kvstore_info(struct llm_kvstore *s, struct kvt_cache_info *out)
 const struct kvt_cache_config *llm_kvstore_config(const struct llm_kvstore *s)
 {
 	return &s->cfg;
+}
+
+int llm_kvstore_index(struct llm_kvstore *s, const struct kvt_rindex_config *cfg)
+{
+	if (!s->cache || s->idx)
+		return 0;
+	return kvt_rindex_create(&s->cfg.shape, cfg, &s->idx);
+}
+
+int llm_kvstore_retrieve(struct llm_kvstore *s, uint32_t layer,
+			 const struct kvt_retrieve_params *p, const float *q,
+			 struct kvt_selection *out)
+{
+	if (!s->cache)
+		return kvt_client_cache_retrieve(s->rcache, layer, p, q, out);
+	return s->idx ? kvt_retrieve(s->idx, layer, p, q, out) : -ENOTSUP;
 }

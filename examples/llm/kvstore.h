@@ -11,6 +11,7 @@
 
 #include "kvtier/client.h"
 #include "kvtier/kvtier.h"
+#include "kvtier/retrieval.h"
 
 struct llm_kvstore;
 
@@ -41,5 +42,23 @@ int llm_kvstore_stats(struct llm_kvstore *s, struct kvt_stats *out);
 int llm_kvstore_info(struct llm_kvstore *s, struct kvt_cache_info *out);
 
 const struct kvt_cache_config *llm_kvstore_config(const struct llm_kvstore *s);
+
+/*
+ * In-process stores: keep a retrieval index (retrieval.h; cfg NULL:
+ * defaults) of the keys appended from now on, for llm_kvstore_retrieve.
+ * kvtierd keeps its own index, so this is a no-op for remote caches.
+ * Errors: those of kvt_rindex_create.
+ */
+int llm_kvstore_index(struct llm_kvstore *s, const struct kvt_rindex_config *cfg);
+
+/*
+ * Block selection of kvtier's retrieval module for one layer: kvt_retrieve
+ * on the local index, or kvt_client_cache_retrieve on the daemon (q:
+ * float32 [n_q_heads][n_queries][head_dim]). -ENOTSUP for a local store
+ * without llm_kvstore_index. Release *out with kvt_selection_free().
+ */
+int llm_kvstore_retrieve(struct llm_kvstore *s, uint32_t layer,
+			 const struct kvt_retrieve_params *p, const float *q,
+			 struct kvt_selection *out);
 
 #endif /* LLM_KVSTORE_H */

@@ -130,13 +130,13 @@ double llm_qa_recall(const struct llm_qa_doc *d, uint32_t s, uint32_t bt,
 	double sum = 0;
 	for (uint32_t l = 0; l < sel->n_layers; l++) {
 		uint32_t hit = 0;
-		const uint32_t *b = sel->blocks + (size_t)l * sel->per_layer;
-		for (uint32_t i = 0; i < sel->per_layer; i++)
+		const uint32_t *b = sel->blocks + (size_t)l * sel->stride;
+		for (uint32_t i = 0; i < sel->count[l]; i++)
 			hit += b[i] >= b0 && b[i] <= b1;
 		uint32_t want = b1 - b0 + 1;
-		if (want > sel->per_layer)
-			want = sel->per_layer;
-		sum += (double)hit / want;
+		if (want > sel->count[l])
+			want = sel->count[l];
+		sum += want ? (double)hit / want : 0;
 	}
 	return sel->n_layers ? sum / sel->n_layers : 0;
 }

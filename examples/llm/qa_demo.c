@@ -21,6 +21,7 @@
 
 struct opts {
 	const char *model, *socket, *data_dir, *faq;
+	int retrieval; /* -1: the demo's own selection, else kvt_retrieval_mode */
 	uint32_t tokens, questions, budget_pct, bits, max_new, threads;
 	uint64_t host_mib;
 	struct llm_rekv_config rk;
@@ -47,6 +48,9 @@ static void usage(FILE *f)
 		"  --max-new N       answer tokens at most (default 48)\n"
 		"  --chunk N         prefill chunk (default 128)\n"
 		"  --window N        sliding window of the prefill (default 1024)\n"
+		"  --retrieval M     block selection: clusterkv or rekv (kvtier's retrieval\n"
+		"                    module, run by the store: in kvtierd with --socket),\n"
+		"                    or simple (this demo's mean-key cosine); default clusterkv\n"
 		"  --threads T       worker threads (default: online CPUs)\n");
 }
 
@@ -57,11 +61,11 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"data-dir", 1, 0, 'd'}, {"host-mib", 1, 0, 'H'}, {"tokens", 1, 0, 'n'},
 		{"full", 0, 0, 'F'}, {"questions", 1, 0, 'q'}, {"budget", 1, 0, 'b'},
 		{"bits", 1, 0, 'B'}, {"max-new", 1, 0, 'x'}, {"chunk", 1, 0, 'c'},
-		{"window", 1, 0, 'w'}, {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
-		{0, 0, 0, 0},
+		{"window", 1, 0, 'w'}, {"threads", 1, 0, 't'}, {"retrieval", 1, 0, 'r'},
+		{"help", 0, 0, 'h'}, {0, 0, 0, 0},
 	};
 	*o = (struct opts){".model/SmolLM2-135M-Instruct.Q4_1.gguf", NULL, NULL,
-			   LLM_FAQ_PATH, 4096, 5, 10, 2, 48, 0, 0, {0}};
+			   LLM_FAQ_PATH, KVT_RETRIEVE_CLUSTERKV, 4096, 5, 10, 2, 48, 0, 0, {0}};
 	llm_rekv_config_init(&o->rk);
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -81,6 +85,15 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'c': o->rk.chunk = (uint32_t)v; break;
 		case 'w': o->rk.window = (uint32_t)v; break;
 		case 't': o->threads = (uint32_t)v; break;
+		case 'r':
+			o->retrieval = strcmp(optarg, "clusterkv") == 0 ? KVT_RETRIEVE_CLUSTERKV
+				     : strcmp(optarg, "rekv") == 0    ? KVT_RETRIEVE_REKV
+				     : strcmp(optarg, "simple") == 0  ? -1 : -2;
+			if (o->retrieval == -2) {
+				usage(stderr);
+				return -1;
+			}
+			break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
@@ -171,6 +184,8 @@ static int open_store(struct demo *d)
 		if (rc == 0)
 			rc = llm_kvstore_local(d->store, name, &cc, &d->kv);
 	}
+	if (rc == 0 && d->o.retrieval >= 0)
+		rc = llm_kvstore_index(d->kv, NULL);
 	if (rc == 0)
 		rc = llm_rekv_create(d->m, d->pool, &d->o.rk, &d->kv, 1, d->doc.n, &d->rk);
 	return rc;
@@ -226,10 +241,15 @@ static void print_blocks(const struct demo *d, const struct llm_selection *sel)
 	uint32_t forced = 0;
 	for (uint32_t b = 0; b < nb; b++)
 		forced += llm_rekv_forced(d->rk, b);
-	for (size_t i = 0; i < (size_t)sel->n_layers * sel->per_layer; i++)
-		cnt[sel->blocks[i]] += !llm_rekv_forced(d->rk, sel->blocks[i]);
-	printf("  blocks: %u per layer of %u (%u sink+recent); most retrieved "
-	       "(block:section:layers):", sel->per_layer, nb, forced);
+	uint64_t total = 0;
+	for (uint32_t l = 0; l < sel->n_layers; l++) {
+		const uint32_t *bl = sel->blocks + (size_t)l * sel->stride;
+		total += sel->count[l];
+		for (uint32_t i = 0; i < sel->count[l]; i++)
+			cnt[bl[i]] += !llm_rekv_forced(d->rk, bl[i]);
+	}
+	printf("  blocks: %.1f per layer of %u (%u sink+recent); most retrieved "
+	       "(block:section:layers):", (double)total / sel->n_layers, nb, forced);
 	for (int k = 0; k < 10; k++) {
 		uint32_t best = 0;
 		for (uint32_t b = 1; b < nb; b++)
@@ -245,6 +265,20 @@ static void print_blocks(const struct demo *d, const struct llm_selection *sel)
 	free(cnt);
 }
 
+static int select_blocks(struct demo *d, const struct llm_query *q, uint32_t budget,
+			 struct llm_selection *sel)
+{
+	if (d->o.retrieval < 0)
+		return llm_rekv_select(d->rk, q, budget, sel);
+	return llm_rekv_retrieve(d->rk, 0, (enum kvt_retrieval_mode)d->o.retrieval, q, budget,
+				 sel);
+}
+
+static const char *retrieval_name(int mode)
+{
+	return mode < 0 ? "simple" : kvt_retrieval_mode_name((enum kvt_retrieval_mode)mode);
+}
+
 struct q_times {
 	double probe, select, load, gen;
 	uint32_t gen_tokens;
@@ -255,22 +289,22 @@ static int answer(struct demo *d, uint32_t s, struct q_times *tm)
 	const struct llm_config *c = llm_model_config(d->m);
 	int32_t *q = NULL, *out = malloc(d->o.max_new * sizeof(int32_t));
 	uint32_t nq = 0, got = 0;
-	float *qmean = malloc((size_t)c->n_layers * c->n_kv_head * c->head_dim * sizeof(float));
+	struct llm_query qq = {0};
 	struct llm_selection sel = {0};
 	struct llm_kvbuf *kb = NULL;
 	uint64_t bytes = 0;
 	int32_t stops[3];
 	uint32_t budget = (uint32_t)((uint64_t)d->doc.n * d->o.budget_pct / 100);
-	int rc = out && qmean ? llm_qa_question(d->tok, d->faq.sec[s].question, &q, &nq) : -ENOMEM;
+	int rc = out ? llm_qa_question(d->tok, d->faq.sec[s].question, &q, &nq) : -ENOMEM;
 	double t0 = now(), t1 = t0, t2 = t0, t3 = t0;
 	if (rc == 0)
-		rc = llm_rekv_probe(d->rk, q, nq, qmean);
+		rc = llm_rekv_probe(d->rk, q, nq, &qq);
 	t1 = now();
 	if (rc == 0)
-		rc = llm_rekv_select(d->rk, qmean, budget, &sel);
+		rc = select_blocks(d, &qq, budget, &sel);
 	t2 = now();
 	if (rc == 0)
-		rc = llm_kvbuf_create(c, sel.per_layer * llm_rekv_block_tokens(d->rk) + nq +
+		rc = llm_kvbuf_create(c, llm_selection_max(&sel) * llm_rekv_block_tokens(d->rk) + nq +
 					      d->o.max_new, &kb);
 	if (rc == 0)
 		rc = llm_rekv_load(d->rk, 0, &sel, kb, &bytes);
@@ -297,7 +331,7 @@ static int answer(struct demo *d, uint32_t s, struct q_times *tm)
 	free(text);
 	llm_kvbuf_free(kb);
 	llm_selection_free(&sel);
-	free(qmean);
+	llm_query_free(&qq);
 	free(q);
 	free(out);
 	return rc;
@@ -308,8 +342,10 @@ static int ask_all(struct demo *d)
 	uint32_t n = d->o.questions < d->doc.n_sec ? d->o.questions : d->doc.n_sec;
 	struct q_times tm = {0};
 	int rc = 0;
-	printf("questions: %u of the %u sections in the prefix; budget %u%% = %u tokens\n", n,
-	       d->doc.n_sec, d->o.budget_pct, (uint32_t)((uint64_t)d->doc.n * d->o.budget_pct / 100));
+	printf("questions: %u of the %u sections in the prefix; retrieval %s%s, budget %u%% = %u "
+	       "tokens\n", n, d->doc.n_sec, retrieval_name(d->o.retrieval),
+	       d->o.socket && d->o.retrieval >= 0 ? " (in kvtierd)" : "", d->o.budget_pct,
+	       (uint32_t)((uint64_t)d->doc.n * d->o.budget_pct / 100));
 	for (uint32_t i = 0; i < n && rc == 0; i++) {
 		uint32_t s = (uint32_t)((uint64_t)i * d->doc.n_sec / n);
 		printf("\nQ%u (section %s): %s\n", i + 1, d->faq.sec[s].number, d->faq.sec[s].question);

@@ -20,8 +20,6 @@ struct llm_rekv {
 	/* retrieval metadata: key sums [layer][block][kv_head][dim] */
 	float *ksum;
 	uint16_t *hk, *hv; /* f16 staging of one chunk for the store */
-	float *qacc;       /* probe: [layer][kv_head][dim] */
-	uint32_t q_tokens;
 };
 
 void llm_rekv_config_init(struct llm_rekv_config *cfg)
@@ -60,8 +58,7 @@ static int alloc_rest(struct llm_rekv *r)
 	r->ksum = calloc((size_t)r->c.n_layers * r->max_blocks * kvd, sizeof(float));
 	r->hk = malloc((size_t)r->cfg.chunk * kvd * 2);
 	r->hv = malloc((size_t)r->cfg.chunk * kvd * 2);
-	r->qacc = malloc((size_t)r->c.n_layers * kvd * sizeof(float));
-	return r->ksum && r->hk && r->hv && r->qacc ? 0 : -ENOMEM;
+	return r->ksum && r->hk && r->hv ? 0 : -ENOMEM;
 }
 
 int llm_rekv_create(struct llm_model *m, struct llm_pool *pool,
@@ -113,7 +110,6 @@ void llm_rekv_free(struct llm_rekv *r)
 	free(r->ksum);
 	free(r->hk);
 	free(r->hv);
-	free(r->qacc);
 	free(r);
 }
 
@@ -234,36 +230,65 @@ int llm_rekv_prefill(struct llm_rekv *r, const int32_t *ids, uint32_t n,
 
 /* ---------------------------------------------------------------- probe */
 
+struct probe {
+	struct llm_rekv *r;
+	struct llm_query *q;
+};
+
+static int probe_context(void *arg, uint32_t layer, struct llm_ctx_view *view)
+{
+	return window_context(((struct probe *)arg)->r, layer, view);
+}
+
 static int probe_emit(void *arg, uint32_t l, uint32_t T, const float *q,
 		      const float *k, const float *v)
 {
 	(void)k, (void)v;
-	struct llm_rekv *r = arg;
-	uint32_t hd = r->c.head_dim, group = r->c.n_head / r->c.n_kv_head;
-	float *acc = r->qacc + (size_t)l * r->c.n_kv_head * hd, tmp[KVT_MAX_HEAD_DIM];
+	struct probe *p = arg;
+	const struct llm_config *c = &p->r->c;
+	uint32_t hd = c->head_dim, group = c->n_head / c->n_kv_head;
+	float *mean = p->q->mean + (size_t)l * c->n_kv_head * hd, tmp[KVT_MAX_HEAD_DIM];
+	float *all = p->q->all + (size_t)l * c->n_head * T * hd;
 	for (uint32_t t = 0; t < T; t++)
-		for (uint32_t h = 0; h < r->c.n_head; h++) {
-			memcpy(tmp, q + ((size_t)t * r->c.n_head + h) * hd, hd * sizeof(float));
-			if (r->cfg.rope_free)
-				unrope(&r->c, tmp, r->n + t);
+		for (uint32_t h = 0; h < c->n_head; h++) {
+			const float *src = q + ((size_t)t * c->n_head + h) * hd;
+			memcpy(all + ((size_t)h * T + t) * hd, src, hd * sizeof(float));
+			memcpy(tmp, src, hd * sizeof(float));
+			if (p->r->cfg.rope_free)
+				unrope(c, tmp, p->r->n + t);
 			for (uint32_t d = 0; d < hd; d++)
-				acc[(h / group) * hd + d] += tmp[d];
+				mean[(h / group) * hd + d] += tmp[d] / (float)(T * group);
 		}
 	return 0;
 }
 
-int llm_rekv_probe(struct llm_rekv *r, const int32_t *q, uint32_t nq, float *qmean)
+int llm_rekv_probe(struct llm_rekv *r, const int32_t *q, uint32_t nq,
+		   struct llm_query *out)
 {
-	size_t n = (size_t)r->c.n_layers * r->c.n_kv_head * r->c.head_dim;
-	memset(r->qacc, 0, n * sizeof(float));
-	struct llm_hooks hk = {window_context, probe_emit, r};
+	const struct llm_config *c = &r->c;
+	struct llm_query x = {c->n_layers, nq, NULL, NULL};
+	x.mean = calloc((size_t)c->n_layers * c->n_kv_head * c->head_dim, sizeof(float));
+	x.all = malloc((size_t)c->n_layers * c->n_head * nq * c->head_dim * sizeof(float));
+	if (!x.mean || !x.all) {
+		llm_query_free(&x);
+		return -ENOMEM;
+	}
+	struct probe p = {r, &x};
+	struct llm_hooks hk = {probe_context, probe_emit, &p};
 	int rc = llm_forward(r->m, r->pool, q, nq, r->n, &hk, NULL, 0);
-	if (rc)
+	if (rc) {
+		llm_query_free(&x);
 		return rc;
-	float scale = 1.0f / (float)(nq * (r->c.n_head / r->c.n_kv_head));
-	for (size_t i = 0; i < n; i++)
-		qmean[i] = r->qacc[i] * scale;
+	}
+	*out = x;
 	return 0;
+}
+
+void llm_query_free(struct llm_query *q)
+{
+	free(q->mean);
+	free(q->all);
+	q->mean = q->all = NULL;
 }
 
 /* ---------------------------------------------------------------- select */
@@ -307,8 +332,9 @@ static float block_score(const struct llm_rekv *r, const float *qmean, uint32_t 
 	return s / (float)H;
 }
 
-int llm_rekv_score(const struct llm_rekv *r, const float *qmean, float *scores)
+int llm_rekv_score(const struct llm_rekv *r, const struct llm_query *q, float *scores)
 {
+	const float *qmean = q->mean;
 	uint32_t nb = llm_rekv_blocks(r);
 	for (uint32_t l = 0; l < r->c.n_layers; l++)
 		for (uint32_t b = 0; b < nb; b++)
@@ -346,6 +372,27 @@ static uint32_t forced_blocks(const struct llm_rekv *r)
 	return f < nb ? f : nb;
 }
 
+static int sel_alloc(uint32_t n_layers, uint32_t stride, struct llm_selection *sel)
+{
+	sel->n_layers = n_layers;
+	sel->stride = stride;
+	sel->count = calloc(n_layers, sizeof(uint32_t));
+	sel->blocks = malloc((size_t)n_layers * (stride ? stride : 1) * sizeof(uint32_t));
+	if (!sel->count || !sel->blocks) {
+		llm_selection_free(sel);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+uint32_t llm_selection_max(const struct llm_selection *sel)
+{
+	uint32_t m = 0;
+	for (uint32_t l = 0; l < sel->n_layers; l++)
+		m = sel->count[l] > m ? sel->count[l] : m;
+	return m;
+}
+
 int llm_rekv_select_scores(const struct llm_rekv *r, const float *scores,
 			   uint32_t budget_tokens, struct llm_selection *sel)
 {
@@ -353,49 +400,76 @@ int llm_rekv_select_scores(const struct llm_rekv *r, const float *scores,
 	uint32_t f = forced_blocks(r);
 	k = k < f ? f : k > nb ? nb : k;
 	struct scored *tmp = malloc((nb ? nb : 1) * sizeof(*tmp));
-	sel->blocks = malloc((size_t)r->c.n_layers * (k ? k : 1) * sizeof(uint32_t));
-	if (!tmp || !sel->blocks) {
-		free(tmp);
-		free(sel->blocks);
-		return -ENOMEM;
-	}
-	sel->n_layers = r->c.n_layers;
-	sel->per_layer = k;
-	for (uint32_t l = 0; l < r->c.n_layers; l++)
+	int rc = tmp ? sel_alloc(r->c.n_layers, k, sel) : -ENOMEM;
+	for (uint32_t l = 0; rc == 0 && l < r->c.n_layers; l++) {
 		select_layer(r, scores + (size_t)l * nb, k, tmp, sel->blocks + (size_t)l * k);
+		sel->count[l] = k;
+	}
 	free(tmp);
-	return 0;
+	return rc;
 }
 
-int llm_rekv_select(const struct llm_rekv *r, const float *qmean,
+int llm_rekv_select(const struct llm_rekv *r, const struct llm_query *q,
 		    uint32_t budget_tokens, struct llm_selection *sel)
 {
 	float *scores = malloc(((size_t)r->c.n_layers * llm_rekv_blocks(r) + 1) * sizeof(float));
-	int rc = scores ? llm_rekv_score(r, qmean, scores) : -ENOMEM;
+	int rc = scores ? llm_rekv_score(r, q, scores) : -ENOMEM;
 	if (rc == 0)
 		rc = llm_rekv_select_scores(r, scores, budget_tokens, sel);
 	free(scores);
 	return rc;
 }
 
+int llm_rekv_retrieve(const struct llm_rekv *r, uint32_t store,
+		      enum kvt_retrieval_mode mode, const struct llm_query *q,
+		      uint32_t budget_tokens, struct llm_selection *sel)
+{
+	struct kvt_retrieve_params p;
+	kvt_retrieve_params_init(&p);
+	p.mode = mode;
+	p.n_q_heads = r->c.n_head;
+	p.n_queries = q->nq;
+	p.sink_tokens = r->cfg.sink;
+	p.recent_tokens = r->cfg.recent;
+	uint32_t floor = (uint32_t)forced_blocks(r) * r->bt;
+	p.budget_tokens = budget_tokens > floor ? budget_tokens : floor;
+	size_t per = (size_t)r->c.n_head * q->nq * r->c.head_dim;
+	int rc = sel_alloc(r->c.n_layers, llm_rekv_blocks(r), sel);
+	for (uint32_t l = 0; rc == 0 && l < r->c.n_layers; l++) {
+		struct kvt_selection ks = {0};
+		rc = llm_kvstore_retrieve(r->stores[store], l, &p, q->all + l * per, &ks);
+		if (rc == 0 && ks.n_blocks > sel->stride)
+			rc = KVT_ECORRUPT;
+		if (rc == 0) {
+			memcpy(sel->blocks + (size_t)l * sel->stride, ks.blocks,
+			       ks.n_blocks * sizeof(uint32_t));
+			sel->count[l] = ks.n_blocks;
+		}
+		kvt_selection_free(&ks);
+	}
+	if (rc)
+		llm_selection_free(sel);
+	return rc;
+}
+
 int llm_rekv_select_all(const struct llm_rekv *r, struct llm_selection *sel)
 {
 	uint32_t nb = llm_rekv_blocks(r);
-	sel->blocks = malloc((size_t)r->c.n_layers * (nb ? nb : 1) * sizeof(uint32_t));
-	if (!sel->blocks)
-		return -ENOMEM;
-	sel->n_layers = r->c.n_layers;
-	sel->per_layer = nb;
-	for (uint32_t l = 0; l < r->c.n_layers; l++)
+	int rc = sel_alloc(r->c.n_layers, nb, sel);
+	for (uint32_t l = 0; rc == 0 && l < r->c.n_layers; l++) {
 		for (uint32_t b = 0; b < nb; b++)
 			sel->blocks[(size_t)l * nb + b] = b;
-	return 0;
+		sel->count[l] = nb;
+	}
+	return rc;
 }
 
 void llm_selection_free(struct llm_selection *sel)
 {
 	free(sel->blocks);
+	free(sel->count);
 	sel->blocks = NULL;
+	sel->count = NULL;
 }
 
 /* ---------------------------------------------------------------- load */
@@ -429,9 +503,9 @@ int llm_rekv_load(struct llm_rekv *r, uint32_t store, const struct llm_selection
 		float *k, *v;
 		uint32_t cap, at = 0;
 		llm_kvbuf_layer(kb, l, &k, &v, &cap);
-		for (uint32_t i = 0; i < sel->per_layer && rc == 0; i++) {
+		for (uint32_t i = 0; i < sel->count[l] && rc == 0; i++) {
 			uint32_t valid = 0;
-			rc = llm_kvstore_read_block(s, l, sel->blocks[(size_t)l * sel->per_layer + i],
+			rc = llm_kvstore_read_block(s, l, sel->blocks[(size_t)l * sel->stride + i],
 						    blk, bb, &valid);
 			if (rc == 0 && at + valid > cap)
 				rc = -ENOSPC;

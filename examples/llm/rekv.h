@@ -66,31 +66,55 @@ uint32_t llm_rekv_block_tokens(const struct llm_rekv *r);
 /* 1 when block b is a sink or recent block (always selected). */
 int llm_rekv_forced(const struct llm_rekv *r, uint32_t b);
 
-/* Runs the question over sink + window and writes its mean query per layer
- * and kv head into qmean ([n_layers][n_kv_head][head_dim]). */
-int llm_rekv_probe(struct llm_rekv *r, const int32_t *q, uint32_t nq, float *qmean);
-
-/* Blocks chosen per layer: the same count in every layer, ascending. */
-struct llm_selection {
-	uint32_t n_layers, per_layer;
-	uint32_t *blocks; /* [n_layers][per_layer] */
+/* A question's queries from the probe pass, post-RoPE. */
+struct llm_query {
+	uint32_t n_layers, nq;
+	float *mean; /* [layer][kv_head][head_dim]: mean over tokens and group */
+	float *all;  /* [layer][q_head][nq][head_dim] (retrieval.h's layout) */
 };
 
+/* Runs the question (nq ids) over sink + window and fills *out (release
+ * with llm_query_free). Errors: -ENOMEM, the model's. */
+int llm_rekv_probe(struct llm_rekv *r, const int32_t *q, uint32_t nq,
+		   struct llm_query *out);
+
+void llm_query_free(struct llm_query *q);
+
+/* Blocks chosen per layer, ascending: count[l] of them at
+ * blocks[l * stride ..]. */
+struct llm_selection {
+	uint32_t n_layers, stride;
+	uint32_t *count;  /* [n_layers] */
+	uint32_t *blocks; /* [n_layers][stride] */
+};
+
+/* The most blocks any layer holds. */
+uint32_t llm_selection_max(const struct llm_selection *sel);
+
 /*
- * ReKV selection (see top): at most budget_tokens tokens per layer (at
- * least the sink and recent blocks). This is the function to swap for
- * another retrieval policy. sel->blocks is malloc'd; llm_selection_free().
+ * The demo's own ReKV selection (see top): at most budget_tokens tokens per
+ * layer (at least the sink and recent blocks). Release with
+ * llm_selection_free().
  */
-int llm_rekv_select(const struct llm_rekv *r, const float *qmean,
+int llm_rekv_select(const struct llm_rekv *r, const struct llm_query *q,
 		    uint32_t budget_tokens, struct llm_selection *sel);
 
 /* The scores llm_rekv_select ranks blocks by: scores[layer][block]. */
-int llm_rekv_score(const struct llm_rekv *r, const float *qmean, float *scores);
+int llm_rekv_score(const struct llm_rekv *r, const struct llm_query *q, float *scores);
 
 /* Selection from any per-block scores ([layer][block], higher is better):
  * sink and recent blocks, then the best others, budget_tokens per layer. */
 int llm_rekv_select_scores(const struct llm_rekv *r, const float *scores,
 			   uint32_t budget_tokens, struct llm_selection *sel);
+
+/*
+ * Selection by kvtier's retrieval module (retrieval.h: ClusterKV or ReKV),
+ * run by store `store` (its local index or kvtierd), with this session's
+ * sink and recent windows. Errors: those of llm_kvstore_retrieve.
+ */
+int llm_rekv_retrieve(const struct llm_rekv *r, uint32_t store,
+		      enum kvt_retrieval_mode mode, const struct llm_query *q,
+		      uint32_t budget_tokens, struct llm_selection *sel);
 
 /* Every block of the document (the full-cache reference). */
 int llm_rekv_select_all(const struct llm_rekv *r, struct llm_selection *sel);
@@ -100,7 +124,7 @@ void llm_selection_free(struct llm_selection *sel);
 /*
  * Makes the selected blocks of store `store` resident: reads and decodes
  * them into layers of kb (which is reset first; capacity must hold
- * per_layer * block tokens plus what will be appended). *bytes (may be
+ * llm_selection_max * block tokens plus what will be appended). *bytes (may be
  * NULL) gets the raw bytes made resident. Errors: the store's.
  */
 int llm_rekv_load(struct llm_rekv *r, uint32_t store, const struct llm_selection *sel,

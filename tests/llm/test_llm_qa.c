@@ -8,6 +8,7 @@
  * caches read back close to the raw ones.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,8 @@ static void open_env(struct env *e, uint32_t tokens)
 			cc.cold.bits = 8;
 		}
 		cr_assert_eq(llm_kvstore_local(e->store, i ? "kivi8" : "raw", &cc, &e->kv[i]), 0);
+		if (i == 0)
+			cr_assert_eq(llm_kvstore_index(e->kv[0], NULL), 0);
 	}
 	cr_assert_eq(llm_qa_doc_build(tok, &faq, tokens, &e->doc), 0);
 	struct llm_rekv_config rc;
@@ -150,11 +153,11 @@ Test(llm_qa, stored_blocks_and_answer_logits_match_a_plain_forward)
 	struct llm_selection all;
 	uint64_t bytes;
 	cr_assert_eq(llm_rekv_select_all(e.rk, &all), 0);
-	cr_expect_eq(all.per_layer, (300 + 15) / 16);
-	cr_assert_eq(llm_kvbuf_create(c, all.per_layer * 16 + nq, &ret), 0);
+	cr_expect_eq(all.count[0], (300 + 15) / 16);
+	cr_assert_eq(llm_kvbuf_create(c, all.count[0] * 16 + nq, &ret), 0);
 	cr_assert_eq(llm_rekv_load(e.rk, 0, &all, ret, &bytes), 0);
 	cr_expect_eq(llm_kvbuf_len(ret), e.doc.n);
-	cr_expect_eq(bytes, (uint64_t)all.per_layer * c->n_layers *
+	cr_expect_eq(bytes, (uint64_t)all.count[0] * c->n_layers *
 				    kvt_block_bytes(&llm_kvstore_config(e.kv[0])->shape));
 	float worst = 0;
 	for (uint32_t l = 0; l < c->n_layers; l++) {
@@ -200,26 +203,43 @@ Test(llm_qa, selection_keeps_sink_recent_and_budget)
 	uint32_t nq, nb = llm_rekv_blocks(e.rk);
 	cr_assert_eq(nb, 40);
 	cr_assert_eq(llm_qa_question(tok, faq.sec[1].question, &q, &nq), 0);
-	float *qmean = malloc((size_t)c->n_layers * c->n_kv_head * c->head_dim * sizeof(float));
-	cr_assert_eq(llm_rekv_probe(e.rk, q, nq, qmean), 0);
+	struct llm_query qq;
+	cr_assert_eq(llm_rekv_probe(e.rk, q, nq, &qq), 0);
 	struct llm_selection sel;
-	cr_assert_eq(llm_rekv_select(e.rk, qmean, 160, &sel), 0);
-	cr_expect_eq(sel.per_layer, 10);
+	cr_assert_eq(llm_rekv_select(e.rk, &qq, 160, &sel), 0);
+	cr_expect_eq(sel.count[0], 10);
 	for (uint32_t l = 0; l < sel.n_layers; l++) {
-		const uint32_t *b = sel.blocks + (size_t)l * sel.per_layer;
+		const uint32_t *b = sel.blocks + (size_t)l * sel.stride;
+		cr_expect_eq(sel.count[l], 10);
 		cr_expect(b[0] == 0 && b[1] == 1, "layer %u lacks the sink", l);
 		cr_expect(b[8] == 38 && b[9] == 39, "layer %u lacks the recent blocks", l);
-		for (uint32_t i = 1; i < sel.per_layer; i++)
+		for (uint32_t i = 1; i < sel.count[l]; i++)
 			cr_expect_lt(b[i - 1], b[i]);
 	}
 	llm_selection_free(&sel);
 	/* a budget below sink + recent still keeps them; above all: everything */
-	cr_assert_eq(llm_rekv_select(e.rk, qmean, 1, &sel), 0);
-	cr_expect_eq(sel.per_layer, 4);
+	cr_assert_eq(llm_rekv_select(e.rk, &qq, 1, &sel), 0);
+	cr_expect_eq(sel.count[0], 4);
 	llm_selection_free(&sel);
-	cr_assert_eq(llm_rekv_select(e.rk, qmean, 100000, &sel), 0);
-	cr_expect_eq(sel.per_layer, nb);
+	cr_assert_eq(llm_rekv_select(e.rk, &qq, 100000, &sel), 0);
+	cr_expect_eq(sel.count[0], nb);
 	llm_selection_free(&sel);
+	/* kvtier's retrieval module (ClusterKV, ReKV) through the same path */
+	for (int mode = KVT_RETRIEVE_CLUSTERKV; mode <= KVT_RETRIEVE_REKV; mode++) {
+		cr_assert_eq(llm_rekv_retrieve(e.rk, 0, (enum kvt_retrieval_mode)mode, &qq, 160, &sel), 0);
+		for (uint32_t l = 0; l < sel.n_layers; l++) {
+			const uint32_t *b = sel.blocks + (size_t)l * sel.stride;
+			uint32_t n = sel.count[l];
+			cr_expect(n >= 4 && n <= 10, "mode %d layer %u: %u blocks", mode, l, n);
+			cr_expect(b[0] == 0 && b[1] == 1 && b[n - 2] == 38 && b[n - 1] == 39,
+				  "mode %d layer %u lacks sink or recent blocks", mode, l);
+			for (uint32_t i = 1; i < n; i++)
+				cr_expect_lt(b[i - 1], b[i]);
+		}
+		llm_selection_free(&sel);
+	}
+	/* the local index only exists where it was asked for */
+	cr_expect_eq(llm_rekv_retrieve(e.rk, 1, KVT_RETRIEVE_REKV, &qq, 160, &sel), -ENOTSUP);
 	/* KIVI-8 blocks read back close to raw ones */
 	struct llm_selection all;
 	struct llm_kvbuf *a, *b;
@@ -244,7 +264,7 @@ Test(llm_qa, selection_keeps_sink_recent_and_budget)
 	llm_selection_free(&all);
 	llm_kvbuf_free(a);
 	llm_kvbuf_free(b);
-	free(qmean);
+	llm_query_free(&qq);
 	free(q);
 	close_env(&e);
 }
