@@ -284,56 +284,78 @@ struct q_times {
 	uint32_t gen_tokens;
 };
 
-static int answer(struct demo *d, uint32_t s, struct q_times *tm)
+/* One question's working set: its ids, queries, selection, resident KV. */
+struct turn {
+	int32_t *q, *out;
+	uint32_t nq, got;
+	struct llm_query qq;
+	struct llm_selection sel;
+	struct llm_kvbuf *kb;
+	uint64_t bytes;
+	double t[5]; /* start, probed, selected, loaded, answered */
+};
+
+static void turn_free(struct turn *t)
+{
+	llm_kvbuf_free(t->kb);
+	llm_selection_free(&t->sel);
+	llm_query_free(&t->qq);
+	free(t->q);
+	free(t->out);
+}
+
+/* Probe, select, make the selected blocks resident, generate. */
+static int run_turn(struct demo *d, uint32_t s, struct turn *t)
 {
 	const struct llm_config *c = llm_model_config(d->m);
-	int32_t *q = NULL, *out = malloc(d->o.max_new * sizeof(int32_t));
-	uint32_t nq = 0, got = 0;
-	struct llm_query qq = {0};
-	struct llm_selection sel = {0};
-	struct llm_kvbuf *kb = NULL;
-	uint64_t bytes = 0;
-	int32_t stops[3];
 	uint32_t budget = (uint32_t)((uint64_t)d->doc.n * d->o.budget_pct / 100);
-	int rc = out ? llm_qa_question(d->tok, d->faq.sec[s].question, &q, &nq) : -ENOMEM;
-	double t0 = now(), t1 = t0, t2 = t0, t3 = t0;
+	int32_t stops[3];
+	t->out = malloc(d->o.max_new * sizeof(int32_t));
+	int rc = t->out ? llm_qa_question(d->tok, d->faq.sec[s].question, &t->q, &t->nq) : -ENOMEM;
+	t->t[0] = now();
 	if (rc == 0)
-		rc = llm_rekv_probe(d->rk, q, nq, &qq);
-	t1 = now();
+		rc = llm_rekv_probe(d->rk, t->q, t->nq, &t->qq);
+	t->t[1] = now();
 	if (rc == 0)
-		rc = select_blocks(d, &qq, budget, &sel);
-	t2 = now();
+		rc = select_blocks(d, &t->qq, budget, &t->sel);
+	t->t[2] = now();
 	if (rc == 0)
-		rc = llm_kvbuf_create(c, llm_selection_max(&sel) * llm_rekv_block_tokens(d->rk) + nq +
-					      d->o.max_new, &kb);
+		rc = llm_kvbuf_create(c, llm_selection_max(&t->sel) * llm_rekv_block_tokens(d->rk) +
+					      t->nq + d->o.max_new, &t->kb);
 	if (rc == 0)
-		rc = llm_rekv_load(d->rk, 0, &sel, kb, &bytes);
-	t3 = now();
+		rc = llm_rekv_load(d->rk, 0, &t->sel, t->kb, &t->bytes);
+	t->t[3] = now();
 	if (rc == 0)
-		rc = llm_generate(d->m, d->pool, kb, q, nq, d->doc.n, d->o.max_new, stops,
-				  llm_qa_stops(d->tok, stops), out, &got, NULL);
-	double t4 = now();
+		rc = llm_generate(d->m, d->pool, t->kb, t->q, t->nq, d->doc.n, d->o.max_new, stops,
+				  llm_qa_stops(d->tok, stops), t->out, &t->got, NULL);
+	t->t[4] = now();
+	return rc;
+}
+
+static int answer(struct demo *d, uint32_t s, struct q_times *tm)
+{
+	struct turn t = {0};
 	char *text = NULL;
 	size_t len;
-	if (rc == 0 && llm_tok_decode(d->tok, out, got, 0, &text, &len) == 0) {
+	int rc = run_turn(d, s, &t);
+	if (rc == 0)
+		rc = llm_tok_decode(d->tok, t.out, t.got, 0, &text, &len);
+	if (rc == 0) {
 		while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' '))
 			text[--len] = 0;
 		printf("A: %s\n", text);
-		print_blocks(d, &sel);
+		print_blocks(d, &t.sel);
 		printf("  evidence %s recall %.2f; resident %.2f MiB; probe %.0f ms, select %.1f ms, "
 		       "load %.0f ms, answer %u tokens in %.0f ms\n", d->faq.sec[s].number,
-		       llm_qa_recall(&d->doc, s, llm_rekv_block_tokens(d->rk), &sel),
-		       bytes / 1048576.0, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
-		       got, (t4 - t3) * 1e3);
-		*tm = (struct q_times){tm->probe + t1 - t0, tm->select + t2 - t1,
-				       tm->load + t3 - t2, tm->gen + t4 - t3, tm->gen_tokens + got};
+		       llm_qa_recall(&d->doc, s, llm_rekv_block_tokens(d->rk), &t.sel),
+		       t.bytes / 1048576.0, (t.t[1] - t.t[0]) * 1e3, (t.t[2] - t.t[1]) * 1e3,
+		       (t.t[3] - t.t[2]) * 1e3, t.got, (t.t[4] - t.t[3]) * 1e3);
+		*tm = (struct q_times){tm->probe + t.t[1] - t.t[0], tm->select + t.t[2] - t.t[1],
+				       tm->load + t.t[3] - t.t[2], tm->gen + t.t[4] - t.t[3],
+				       tm->gen_tokens + t.got};
 	}
 	free(text);
-	llm_kvbuf_free(kb);
-	llm_selection_free(&sel);
-	llm_query_free(&qq);
-	free(q);
-	free(out);
+	turn_free(&t);
 	return rc;
 }
 
