@@ -267,7 +267,8 @@ static int forced_logits(struct bench *b, uint32_t s, const struct llm_selection
 		rc = llm_rekv_load(b->rk, s, sel, kb, NULL);
 	llm_kvbuf_hooks(kb, &hk);
 	if (rc == 0)
-		rc = llm_forward(b->m, b->pool, seq, nq + na - 1, b->doc.n, &hk, logits, na);
+		rc = llm_forward(b->m, b->pool, seq, nq + na - 1, llm_rekv_answer_pos(b->rk, sel),
+				 &hk, logits, na);
 	llm_kvbuf_free(kb);
 	return rc;
 }
@@ -283,7 +284,8 @@ static int free_answer(struct bench *b, uint32_t s, const struct llm_selection *
 	if (rc == 0)
 		rc = llm_rekv_load(b->rk, s, sel, kb, NULL);
 	if (rc == 0)
-		rc = llm_generate(b->m, b->pool, kb, q, nq, b->doc.n, b->o.max_new, stops,
+		rc = llm_generate(b->m, b->pool, kb, q, nq, llm_rekv_answer_pos(b->rk, sel),
+				  b->o.max_new, stops,
 				  llm_qa_stops(b->tok, stops), out, got, NULL);
 	llm_kvbuf_free(kb);
 	return rc;
@@ -380,7 +382,7 @@ static int oracle_scores(struct bench *b, const int32_t *q, uint32_t nq, float *
 	if (rc == 0) {
 		llm_kvbuf_hooks(o.kb, &o.inner);
 		struct llm_hooks hk = {oracle_context, oracle_emit, &o};
-		rc = llm_forward(b->m, b->pool, q, nq, b->doc.n, &hk, NULL, 0);
+		rc = llm_forward(b->m, b->pool, q, nq, llm_rekv_answer_pos(b->rk, &all), &hk, NULL, 0);
 	}
 	llm_kvbuf_free(o.kb);
 	llm_selection_free(&all);

@@ -83,6 +83,8 @@ static int read_config(const struct llm_gguf *g, struct llm_config *c, char *err
 		return errf(err, cap, "llama hyper-parameters missing");
 	if (llm_gguf_get_f32(g, "llama.rope.freq_base", &c->rope_base) != 0)
 		c->rope_base = 10000.0f;
+	if (llm_gguf_get_u32(g, "llama.context_length", &c->n_ctx_train) != 0)
+		c->n_ctx_train = 0;
 	if (c->n_head == 0 || c->n_kv_head == 0 || c->n_head % c->n_kv_head ||
 	    c->n_embd % c->n_head || c->n_layers == 0 || c->n_layers > 1024)
 		return errf(err, cap, "inconsistent head counts");
@@ -222,6 +224,16 @@ static void rope(const struct llm_model *m, float *x, uint32_t heads, uint32_t p
 			p[0] = x0 * c - x1 * s;
 			p[1] = x0 * s + x1 * c;
 		}
+	}
+}
+
+void llm_rope_shift(const struct llm_config *c, float *x, int64_t delta)
+{
+	for (uint32_t i = 0; i < c->head_dim / 2; i++) {
+		double a = (double)delta * pow(c->rope_base, -2.0 * i / (double)c->head_dim);
+		float cs = (float)cos(a), sn = (float)sin(a), x0 = x[2 * i], x1 = x[2 * i + 1];
+		x[2 * i] = x0 * cs - x1 * sn;
+		x[2 * i + 1] = x0 * sn + x1 * cs;
 	}
 }
 

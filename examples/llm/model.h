@@ -23,8 +23,13 @@
 
 struct llm_config {
 	uint32_t n_layers, n_embd, n_ff, n_head, n_kv_head, head_dim, vocab;
+	uint32_t n_ctx_train; /* llama.context_length; 0 when absent */
 	float rope_base, norm_eps;
 };
+
+/* Rotates head vector x (head_dim floats, already RoPE'd at some position
+ * p) to position p + delta: RoPE rotations compose, R(p + d) = R(d) R(p). */
+void llm_rope_shift(const struct llm_config *c, float *x, int64_t delta);
 
 struct llm_model;
 

@@ -326,7 +326,8 @@ static int run_turn(struct demo *d, uint32_t s, struct turn *t)
 		rc = llm_rekv_load(d->rk, 0, &t->sel, t->kb, &t->bytes);
 	t->t[3] = now();
 	if (rc == 0)
-		rc = llm_generate(d->m, d->pool, t->kb, t->q, t->nq, d->doc.n, d->o.max_new, stops,
+		rc = llm_generate(d->m, d->pool, t->kb, t->q, t->nq,
+				  llm_rekv_answer_pos(d->rk, &t->sel), d->o.max_new, stops,
 				  llm_qa_stops(d->tok, stops), t->out, &t->got, NULL);
 	t->t[4] = now();
 	return rc;

@@ -17,6 +17,7 @@ struct llm_rekv {
 	/* sliding window per layer: [kv_head][cap][dim], cap = sink+window+chunk */
 	float **wk, **wv;
 	uint32_t *wlen, wcap;
+	int64_t *sink_pos; /* per layer: position the sink keys are rotated to */
 	/* retrieval metadata: key sums [layer][block][kv_head][dim] */
 	float *ksum;
 	uint16_t *hk, *hv; /* f16 staging of one chunk for the store */
@@ -24,18 +25,13 @@ struct llm_rekv {
 
 void llm_rekv_config_init(struct llm_rekv_config *cfg)
 {
-	*cfg = (struct llm_rekv_config){128, 1024, 32, 32, 0};
+	*cfg = (struct llm_rekv_config){128, 1024, 32, 32, 0, 0};
 }
 
 /* Undoes RoPE on one head vector at position pos (see model.h). */
 static void unrope(const struct llm_config *c, float *x, uint32_t pos)
 {
-	for (uint32_t i = 0; i < c->head_dim / 2; i++) {
-		double a = -(double)pos * pow(c->rope_base, -2.0 * i / (double)c->head_dim);
-		float cs = (float)cos(a), sn = (float)sin(a), x0 = x[2 * i], x1 = x[2 * i + 1];
-		x[2 * i] = x0 * cs - x1 * sn;
-		x[2 * i + 1] = x0 * sn + x1 * cs;
-	}
+	llm_rope_shift(c, x, -(int64_t)pos);
 }
 
 static int alloc_windows(struct llm_rekv *r)
@@ -44,7 +40,8 @@ static int alloc_windows(struct llm_rekv *r)
 	r->wk = calloc(r->c.n_layers, sizeof(float *));
 	r->wv = calloc(r->c.n_layers, sizeof(float *));
 	r->wlen = calloc(r->c.n_layers, sizeof(uint32_t));
-	if (!r->wk || !r->wv || !r->wlen)
+	r->sink_pos = calloc(r->c.n_layers, sizeof(int64_t));
+	if (!r->wk || !r->wv || !r->wlen || !r->sink_pos)
 		return -ENOMEM;
 	for (uint32_t l = 0; l < r->c.n_layers; l++)
 		if (!(r->wk[l] = malloc(per)) || !(r->wv[l] = malloc(per)))
@@ -84,6 +81,8 @@ int llm_rekv_create(struct llm_model *m, struct llm_pool *pool,
 			       .stores = stores, .n_stores = n_stores, .bt = bt,
 			       .max_tokens = max_tokens};
 	r->max_blocks = (max_tokens + bt - 1) / bt;
+	if (r->cfg.max_pos == 0)
+		r->cfg.max_pos = c->n_ctx_train ? c->n_ctx_train : UINT32_MAX;
 	r->wcap = cfg->sink + cfg->window + cfg->chunk;
 	int rc = alloc_windows(r);
 	if (rc == 0)
@@ -107,6 +106,7 @@ void llm_rekv_free(struct llm_rekv *r)
 	free(r->wk);
 	free(r->wv);
 	free(r->wlen);
+	free(r->sink_pos);
 	free(r->ksum);
 	free(r->hk);
 	free(r->hv);
@@ -126,9 +126,26 @@ int llm_rekv_forced(const struct llm_rekv *r, uint32_t b)
 
 /* ---------------------------------------------------------------- prefill */
 
+/* Past the model's positions the sink would sit further from the new
+ * tokens than it ever was in training: move its keys to just before the
+ * window (as StreamingLLM does), so every distance stays in range. */
+static void move_sink(struct llm_rekv *r, uint32_t l)
+{
+	uint32_t s = r->cfg.sink < r->wlen[l] ? r->cfg.sink : r->wlen[l], hd = r->c.head_dim;
+	if ((uint64_t)r->n + r->cfg.chunk <= r->cfg.max_pos || r->wlen[l] <= s)
+		return;
+	int64_t target = (int64_t)r->n - (int64_t)(r->wlen[l] - s) - (int64_t)s;
+	int64_t shift = target - r->sink_pos[l];
+	for (uint32_t h = 0; shift && h < r->c.n_kv_head; h++)
+		for (uint32_t t = 0; t < s; t++)
+			llm_rope_shift(&r->c, r->wk[l] + ((size_t)h * r->wcap + t) * hd, shift);
+	r->sink_pos[l] = target;
+}
+
 static int window_context(void *arg, uint32_t layer, struct llm_ctx_view *view)
 {
 	struct llm_rekv *r = arg;
+	move_sink(r, layer);
 	*view = (struct llm_ctx_view){r->wlen[layer], r->wcap, r->wk[layer], r->wv[layer]};
 	return 0;
 }
@@ -474,8 +491,19 @@ void llm_selection_free(struct llm_selection *sel)
 
 /* ---------------------------------------------------------------- load */
 
+/* Whether answers move retrieved blocks to consecutive positions. */
+static int moves(const struct llm_rekv *r)
+{
+	return (uint64_t)r->n + 256 > r->cfg.max_pos;
+}
+
+uint32_t llm_rekv_answer_pos(const struct llm_rekv *r, const struct llm_selection *sel)
+{
+	return moves(r) ? llm_selection_max(sel) * r->bt : r->n;
+}
+
 static void from_block(const struct llm_rekv *r, const uint16_t *blk, uint32_t valid,
-		       float *k, float *v, uint32_t cap, uint32_t at)
+		       float *k, float *v, uint32_t cap, uint32_t at, int64_t shift)
 {
 	uint32_t hd = r->c.head_dim, H = r->c.n_kv_head, bt = r->bt;
 	const uint16_t *bv = blk + (size_t)H * bt * hd;
@@ -487,6 +515,9 @@ static void from_block(const struct llm_rekv *r, const uint16_t *blk, uint32_t v
 				k[dst] = llm_f16_to_f32(blk[src]);
 				v[dst] = llm_f16_to_f32(bv[src]);
 			}
+	for (uint32_t h = 0; shift && h < H; h++)
+		for (uint32_t t = 0; t < valid; t++)
+			llm_rope_shift(&r->c, k + ((size_t)h * cap + at + t) * hd, shift);
 }
 
 int llm_rekv_load(struct llm_rekv *r, uint32_t store, const struct llm_selection *sel,
@@ -505,12 +536,13 @@ int llm_rekv_load(struct llm_rekv *r, uint32_t store, const struct llm_selection
 		llm_kvbuf_layer(kb, l, &k, &v, &cap);
 		for (uint32_t i = 0; i < sel->count[l] && rc == 0; i++) {
 			uint32_t valid = 0;
-			rc = llm_kvstore_read_block(s, l, sel->blocks[(size_t)l * sel->stride + i],
-						    blk, bb, &valid);
+			uint32_t b = sel->blocks[(size_t)l * sel->stride + i];
+			rc = llm_kvstore_read_block(s, l, b, blk, bb, &valid);
 			if (rc == 0 && at + valid > cap)
 				rc = -ENOSPC;
 			if (rc == 0) {
-				from_block(r, blk, valid, k, v, cap, at);
+				int64_t shift = moves(r) ? (int64_t)at - (int64_t)b * r->bt : 0;
+				from_block(r, blk, valid, k, v, cap, at, shift);
 				at += valid;
 				total += bb;
 			}

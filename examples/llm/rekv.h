@@ -30,6 +30,12 @@ struct llm_rekv_config {
 	uint32_t window; /* earlier tokens each chunk attends to (default 1024) */
 	uint32_t sink;   /* first tokens always visible and retrieved (default 32) */
 	uint32_t recent; /* last document tokens always retrieved (default 32) */
+	uint32_t max_pos; /* positions the model handles (0: its n_ctx_train).
+	                     A longer document is answered with the retrieved
+	                     blocks moved to consecutive positions from 0 (keys
+	                     re-rotated) and the question after them; shorter ones
+	                     keep their original positions (ReKV). UINT32_MAX:
+	                     never move. */
 	int rope_free;   /* 1: score with RoPE undone on keys and queries (content
 	                    only); 0 (default): post-RoPE, as attention sees them,
 	                    which covered more of the true attention mass in
@@ -120,6 +126,10 @@ int llm_rekv_retrieve(const struct llm_rekv *r, uint32_t store,
 int llm_rekv_select_all(const struct llm_rekv *r, struct llm_selection *sel);
 
 void llm_selection_free(struct llm_selection *sel);
+
+/* Position of the question's first token after llm_rekv_load(sel): the
+ * document's length, or past the moved blocks (see max_pos). */
+uint32_t llm_rekv_answer_pos(const struct llm_rekv *r, const struct llm_selection *sel);
 
 /*
  * Makes the selected blocks of store `store` resident: reads and decodes
