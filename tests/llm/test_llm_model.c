@@ -287,3 +287,44 @@ Test(llm_model, incremental_decode_equals_batch)
 	llm_kvbuf_free(a);
 	llm_kvbuf_free(b);
 }
+
+Test(llm_model, rope_shift_moves_keys_to_another_position)
+{
+	/* RoPE attention depends on distances only: the prompt at positions
+	 * 0.. and at 5000.. gives the same logits, and keys that differ by a
+	 * rotation of 5000 positions exactly (what rekv uses to move blocks). */
+	const struct llm_config *c = llm_model_config(model);
+	struct llm_kvbuf *a, *b;
+	struct llm_hooks ha, hb;
+	uint32_t n = 16, shift = 5000;
+	cr_assert_eq(llm_kvbuf_create(c, n, &a), 0);
+	cr_assert_eq(llm_kvbuf_create(c, n, &b), 0);
+	llm_kvbuf_hooks(a, &ha);
+	llm_kvbuf_hooks(b, &hb);
+	float *la = malloc(c->vocab * sizeof(float)), *lb = malloc(c->vocab * sizeof(float));
+	cr_assert_eq(llm_forward(model, pool, R.prompt, n, 0, &ha, la, 1), 0);
+	cr_assert_eq(llm_forward(model, pool, R.prompt, n, shift, &hb, lb, 1), 0);
+	float dl = 0, dk = 0;
+	for (uint32_t v = 0; v < c->vocab; v++)
+		dl = fmaxf(dl, fabsf(la[v] - lb[v]));
+	for (uint32_t l = 0; l < c->n_layers; l++) {
+		float *ka, *va, *kb, *vb;
+		uint32_t cap;
+		llm_kvbuf_layer(a, l, &ka, &va, &cap);
+		llm_kvbuf_layer(b, l, &kb, &vb, &cap);
+		for (uint32_t h = 0; h < c->n_kv_head; h++)
+			for (uint32_t t = 0; t < n; t++) {
+				float *x = ka + ((size_t)h * cap + t) * c->head_dim;
+				const float *y = kb + ((size_t)h * cap + t) * c->head_dim;
+				llm_rope_shift(c, x, shift);
+				for (uint32_t d = 0; d < c->head_dim; d++)
+					dk = fmaxf(dk, fabsf(x[d] - y[d]) / (fabsf(y[d]) + 1.0f));
+			}
+	}
+	cr_expect_lt(dl, 0.05f, "logits at shifted positions differ by %f", dl);
+	cr_expect_lt(dk, 1e-2f, "shifted keys differ by %f (relative)", dk);
+	free(la);
+	free(lb);
+	llm_kvbuf_free(a);
+	llm_kvbuf_free(b);
+}
