@@ -1,0 +1,37 @@
+// kivi_plan.cu - host side of the KIVI kernels: geometry to launch plan.
+#include "kivi.cuh"
+
+int kvt_kivi_plan(const struct kvt_kivi_geom *g, int quant, struct kivi_plan *p)
+{
+	int rc = kvt_kivi_geom_check(g);
+	if (rc)
+		return rc;
+	memset(p, 0, sizeof *p);
+	p->g = *g;
+	kvt_kivi_sect_of(g, 0, &p->k);
+	kvt_kivi_sect_of(g, 1, &p->v);
+	kvt_kivi_hdr_of(g, 0, &p->hk);
+	kvt_kivi_hdr_of(g, 1, &p->hv);
+	p->half_elems = g->heads * g->tokens * g->dim;
+	p->k_len = p->k.end;
+	p->enc_len = p->k.end + p->v.end;
+	p->wk = g->heads * p->k.ng * g->dim;
+	p->wv = quant ? g->heads * p->v.tq * p->v.nc
+		      : g->heads * p->v.tq * (g->dim / (32u / g->bits));
+	p->wr = 2 * g->heads * p->k.r * g->dim;
+	p->work = p->wk + p->wv + p->wr + (quant ? 1 : 0);
+	return 0;
+}
+
+int kvt_kivi_items_ok(const struct kvt_gpu_batch *b, uint32_t n)
+{
+	if (!b || n > b->cap)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct kvt_gpu_item *it = &b->host[i];
+		if (!it->src || !it->dst ||
+		    (((uintptr_t)it->src | (uintptr_t)it->dst) & 3u))
+			return -EINVAL;
+	}
+	return 0;
+}

@@ -1,0 +1,141 @@
+// kivi_quant.cu - KIVI quantization on the GPU, bit-identical to the CPU
+// codec. One thread per quantization group: a key thread walks the G tokens
+// of one channel (neighbouring threads take neighbouring channels, so loads
+// coalesce), a value thread the G channels of one token. Each thread scans
+// its group in the CPU's order, so min/max ties resolve the same way.
+#include "kivi_quant.cuh"
+
+#define QUANT_THREADS 256
+
+static __device__ void quant_key(const struct kivi_plan &p, const uint8_t *raw,
+				 uint8_t *enc, uint32_t i)
+{
+	const uint32_t dim = p.g.dim, grp = p.g.group, bits = p.g.bits;
+	const uint32_t per_word = 32u / bits, dt = p.g.dtype;
+	const float qmax = (float)((1u << bits) - 1);
+	const uint32_t d = i % dim, rest = i / dim;
+	const uint32_t gl = rest % p.k.ng, h = rest / p.k.ng;
+	const size_t base = ((size_t)h * p.g.tokens + (size_t)gl * grp) * dim + d;
+	float mn = kvt_load_elem(raw, dt, base), mx = mn;
+	for (uint32_t j = 1; j < grp; j++) {
+		float x = kvt_load_elem(raw, dt, base + (size_t)j * dim);
+		mn = x < mn ? x : mn;
+		mx = x > mx ? x : mx;
+	}
+	const struct kivi_group q = kivi_params(mn, mx, bits);
+	const size_t gi = ((size_t)h * p.k.ng + gl) * dim + d;
+	((uint16_t *)(enc + p.k.scales))[gi] = q.sh;
+	((uint16_t *)(enc + p.k.mins))[gi] = q.mh;
+	uint32_t *words = (uint32_t *)(enc + p.k.codes) + gi * p.k.wpg;
+	for (uint32_t w = 0; w < p.k.wpg; w++) {
+		uint32_t acc = 0;
+		for (uint32_t k = 0; k < per_word; k++) {
+			const uint32_t j = w * per_word + k;
+			float x = kvt_load_elem(raw, dt, base + (size_t)j * dim);
+			acc |= kivi_code(x, q, qmax) << (k * bits);
+		}
+		words[w] = acc;
+	}
+}
+
+static __device__ void quant_value(const struct kivi_plan &p,
+				   const uint8_t *raw, uint8_t *enc, uint32_t i)
+{
+	const uint32_t dim = p.g.dim, grp = p.g.group, bits = p.g.bits;
+	const uint32_t per_word = 32u / bits, dt = p.g.dtype;
+	const float qmax = (float)((1u << bits) - 1);
+	const uint32_t c = i % p.v.nc, r = i / p.v.nc; // r = head * tq + token
+	const uint32_t h = r / p.v.tq, t = r % p.v.tq;
+	const size_t base = ((size_t)h * p.g.tokens + t) * dim + (size_t)c * grp;
+	float mn = kvt_load_elem(raw, dt, base), mx = mn;
+	for (uint32_t k = 1; k < grp; k++) {
+		float x = kvt_load_elem(raw, dt, base + k);
+		mn = x < mn ? x : mn;
+		mx = x > mx ? x : mx;
+	}
+	const struct kivi_group q = kivi_params(mn, mx, bits);
+	const size_t gi = (size_t)r * p.v.nc + c;
+	uint8_t *venc = enc + p.k_len;
+	((uint16_t *)(venc + p.v.scales))[gi] = q.sh;
+	((uint16_t *)(venc + p.v.mins))[gi] = q.mh;
+	uint32_t *words = (uint32_t *)(venc + p.v.codes) + gi * p.v.wpg;
+	for (uint32_t w = 0; w < p.v.wpg; w++) {
+		uint32_t acc = 0;
+		for (uint32_t k = 0; k < per_word; k++) {
+			float x = kvt_load_elem(raw, dt, base + w * per_word + k);
+			acc |= kivi_code(x, q, qmax) << (k * bits);
+		}
+		words[w] = acc;
+	}
+}
+
+// Zero bytes [from, to) of the stream (section padding is part of the format).
+static __device__ void zero_bytes(uint8_t *s, uint32_t from, uint32_t to)
+{
+	for (uint32_t b = from; b < to; b++)
+		s[b] = 0;
+}
+
+static __device__ void stream_frame(const struct kvt_kivi_sect &s,
+				    const struct kvt_kivi_hdr &h,
+				    const struct kivi_plan &p, uint8_t *st)
+{
+	for (int w = 0; w < 10; w++)
+		((uint32_t *)st)[w] = h.w[w];
+	zero_bytes(st, s.scales + s.n_groups * 2, s.mins);
+	zero_bytes(st, s.mins + s.n_groups * 2, s.residual);
+	zero_bytes(st, s.residual + p.g.heads * s.r * p.g.dim *
+				    kvt_kg_esize(p.g.dtype), s.end);
+}
+
+static __global__ void quant_kernel(const struct kivi_plan p,
+				    const struct kvt_gpu_item *items,
+				    uint32_t ctas_per_item)
+{
+	const uint32_t item = blockIdx.x / ctas_per_item;
+	const uint32_t i = (blockIdx.x % ctas_per_item) * blockDim.x + threadIdx.x;
+	if (i >= p.work)
+		return;
+	const uint8_t *raw = (const uint8_t *)items[item].src;
+	uint8_t *enc = (uint8_t *)items[item].dst;
+	if (i < p.wk)
+		quant_key(p, raw, enc, i);
+	else if (i < p.wk + p.wv)
+		quant_value(p, raw + (size_t)p.half_elems * kvt_kg_esize(p.g.dtype),
+			    enc, i - p.wk);
+	else if (i < p.wk + p.wv + p.wr)
+		kivi_residual(p, raw, NULL, NULL, enc, i - p.wk - p.wv, 1);
+	else {
+		stream_frame(p.k, p.hk, p, enc);
+		stream_frame(p.v, p.hv, p, enc + p.k_len);
+	}
+}
+
+int kvt_kivi_quant_launch(const struct kivi_plan &p,
+			  const struct kvt_gpu_item *items, uint32_t n,
+			  cudaStream_t st)
+{
+	const uint64_t cpi = (p.work + QUANT_THREADS - 1) / QUANT_THREADS;
+	if (cpi * n > 0x7fffffffull)
+		return -EINVAL;
+	quant_kernel<<<(unsigned)(cpi * n), QUANT_THREADS, 0, st>>>(p, items,
+								 (uint32_t)cpi);
+	return kvt_cuda_launched();
+}
+
+extern "C" int kvt_kivi_quantize(const struct kvt_kivi_geom *g,
+				 struct kvt_gpu_batch *b, uint32_t n,
+				 struct kvt_stream *s)
+{
+	struct kivi_plan p;
+	int rc = kvt_kivi_plan(g, 1, &p);
+	if (rc)
+		return rc;
+	if ((rc = kvt_kivi_items_ok(b, n)))
+		return rc;
+	if (n == 0)
+		return 0;
+	cudaStream_t st = kvt_cu_stream(s);
+	rc = kvt_batch_upload(b, n, st);
+	return rc ? rc : kvt_kivi_quant_launch(p, b->dev, n, st);
+}
