@@ -1,0 +1,181 @@
+/*
+ * test_gpu_tier.c - the GPU tier's asynchronous reload from the host tier:
+ * raw blocks arrive byte for byte, KIVI blocks decoded on the GPU equal the
+ * CPU decode, bad blocks are reported and dropped, a request too big for
+ * the pool changes nothing. The contract suite (tests/tiers) covers the
+ * keyed operations.
+ */
+#include <errno.h>
+
+#include "checksum.h"
+#include "gpu_tier.h"
+#include "kernel_test.h"
+
+static const struct kvt_kivi_geom geom = {8, 16, 128, KVT_DTYPE_F16, 2, 16, 0};
+
+Test(gpu_tier, absent_without_a_device)
+{
+	if (kvt_gpu_available() == 0)
+		cr_skip_test("a GPU is present: the no-device path is not exercised here");
+	struct kvt_tier *t;
+	cr_assert_eq(kvt_gpu_tier_create(1 << 20, &t), KVT_ENOGPU);
+}
+
+struct fixture {
+	struct kvt_tier *host, *gpu;
+	size_t raw, enc;
+	uint32_t n;
+	struct kvt_block_key *keys;
+	struct kvt_block_meta *metas;
+	const void **srcs;
+	uint8_t **want; /* expected raw bytes per block */
+};
+
+/* Block i: raw when i % 3 == 0, else KIVI; all stored in the host tier. */
+static void setup(struct fixture *f, uint32_t n, uint64_t gpu_budget)
+{
+	f->n = n;
+	cr_assert_eq(kvt_kivi_geom_sizes(&geom, &f->raw, NULL, &f->enc), 0);
+	cr_assert_eq(kvt_host_tier_create(0, &f->host), 0);
+	cr_assert_eq(kvt_gpu_tier_create(gpu_budget, &f->gpu), 0);
+	f->keys = calloc(n, sizeof *f->keys);
+	f->metas = calloc(n, sizeof *f->metas);
+	f->srcs = calloc(n, sizeof *f->srcs);
+	f->want = calloc(n, sizeof *f->want);
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *raw = kt_raw_block(&geom, i + 1), *data = raw;
+		size_t len = f->raw;
+		int kivi = i % 3 != 0;
+		if (kivi) {
+			data = kt_cpu_encode(&geom, raw, &len);
+			kt_cpu_decode(&geom, data, len, raw);
+		}
+		f->keys[i] = (struct kvt_block_key){42, i % 4, i};
+		f->metas[i] = (struct kvt_block_meta){
+			.len = (uint32_t)len, .raw_len = (uint32_t)f->raw,
+			.codec = kivi ? KVT_CODEC_KIVI : KVT_CODEC_RAW,
+			.n_tokens = 16, .checksum = kvt_checksum(data, len)};
+		cr_assert_eq(f->host->ops->put(f->host, &f->keys[i], data, &f->metas[i]), 0);
+		struct kvt_block_loc loc;
+		cr_assert_eq(f->host->ops->locate(f->host, &f->keys[i], &loc), 0);
+		f->srcs[i] = loc.ptr;
+		f->want[i] = raw;
+		if (kivi)
+			free(data);
+	}
+}
+
+static void teardown(struct fixture *f)
+{
+	kvt_tier_destroy(f->gpu);
+	kvt_tier_destroy(f->host);
+	for (uint32_t i = 0; i < f->n; i++)
+		free(f->want[i]);
+	free(f->want);
+	free(f->srcs);
+	free(f->metas);
+	free(f->keys);
+}
+
+Test(gpu_tier, reload_gathers_raw_and_decodes_kivi_blocks)
+{
+	need_gpu();
+	struct fixture f;
+	setup(&f, 40, 0);
+	struct kvt_stream *s;
+	cr_assert_eq(kvt_stream_create(&s), 0);
+	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, f.n, f.keys, f.srcs, f.metas,
+					 &geom, s), 0);
+	int rc;
+	while ((rc = kvt_gpu_tier_reload_poll(f.gpu)) == -EAGAIN)
+		;
+	cr_assert_eq(rc, 0);
+	int *res = calloc(f.n, sizeof *res);
+	cr_assert_eq(kvt_gpu_tier_reload_wait(f.gpu, res), 0);
+	uint8_t *got = malloc(f.raw);
+	for (uint32_t i = 0; i < f.n; i++) {
+		struct kvt_block_meta m;
+		struct kvt_block_loc loc;
+		cr_assert_eq(res[i], 0);
+		cr_assert_eq(f.gpu->ops->get(f.gpu, &f.keys[i], got, f.raw, &m), 0);
+		cr_assert_eq(m.codec, KVT_CODEC_RAW);
+		cr_assert_eq(m.len, f.raw);
+		cr_assert_eq(memcmp(got, f.want[i], f.raw), 0, "block %u", i);
+		cr_assert_eq(f.gpu->ops->locate(f.gpu, &f.keys[i], &loc), 0);
+		cr_assert_eq(loc.fd, -1);
+		cr_assert_eq((uintptr_t)loc.ptr % 256, 0);
+	}
+	struct kvt_tier_usage u;
+	cr_assert_eq(f.gpu->ops->usage(f.gpu, &u), 0);
+	cr_assert_eq(u.n_blocks, f.n);
+	free(got);
+	free(res);
+	kvt_stream_destroy(s);
+	teardown(&f);
+}
+
+Test(gpu_tier, a_corrupt_kivi_block_is_reported_and_dropped)
+{
+	need_gpu();
+	struct fixture f;
+	setup(&f, 6, 0);
+	((uint8_t *)f.srcs[1])[0] ^= 0xff; /* K magic of a KIVI block */
+	int res[6];
+	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, f.n, f.keys, f.srcs, f.metas,
+					 &geom, NULL), 0);
+	cr_assert_eq(kvt_gpu_tier_reload_wait(f.gpu, res), KVT_EFORMAT);
+	cr_assert_eq(res[1], KVT_EFORMAT);
+	struct kvt_block_meta m;
+	cr_assert_eq(f.gpu->ops->stat(f.gpu, &f.keys[1], &m), KVT_ENOTFOUND);
+	for (uint32_t i = 0; i < f.n; i++)
+		if (i != 1)
+			cr_assert_eq(f.gpu->ops->stat(f.gpu, &f.keys[i], &m), 0);
+	teardown(&f);
+}
+
+Test(gpu_tier, a_request_larger_than_the_pool_changes_nothing)
+{
+	need_gpu();
+	struct fixture f;
+	setup(&f, 12, 10 * 65536); /* room for 10 raw blocks */
+	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, 5, f.keys, f.srcs, f.metas,
+					 &geom, NULL), 0);
+	cr_assert_eq(kvt_gpu_tier_reload_wait(f.gpu, NULL), 0);
+	struct kvt_tier_usage before, after;
+	cr_assert_eq(f.gpu->ops->usage(f.gpu, &before), 0);
+	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, f.n, f.keys, f.srcs, f.metas,
+					 &geom, NULL), KVT_ENOSPACE);
+	cr_assert_eq(f.gpu->ops->usage(f.gpu, &after), 0);
+	cr_assert_eq(after.n_blocks, before.n_blocks);
+	cr_assert_eq(after.used_bytes, before.used_bytes);
+	uint8_t *got = malloc(f.raw);
+	for (uint32_t i = 0; i < 5; i++) {
+		cr_assert_eq(f.gpu->ops->get(f.gpu, &f.keys[i], got, f.raw, NULL), 0);
+		cr_assert_eq(memcmp(got, f.want[i], f.raw), 0);
+	}
+	free(got);
+	teardown(&f);
+}
+
+Test(gpu_tier, bad_requests_are_rejected)
+{
+	need_gpu();
+	struct fixture f;
+	setup(&f, 3, 0);
+	struct kvt_block_meta m[3];
+	memcpy(m, f.metas, sizeof m);
+	m[1].len -= 4; /* wrong KIVI length */
+	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, 3, f.keys, f.srcs, m, &geom, NULL), -EINVAL);
+	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, 3, f.keys, f.srcs, f.metas, NULL, NULL), -EINVAL);
+	m[1] = f.metas[1];
+	m[2].codec = KVT_CODEC_ZIPCACHE;
+	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, 3, f.keys, f.srcs, m, &geom, NULL), KVT_ECODEC);
+	uint8_t unmapped[64];
+	const void *srcs[1] = {unmapped};
+	struct kvt_block_meta rm = {.len = 64, .raw_len = 64, .codec = KVT_CODEC_RAW};
+	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, 1, f.keys, srcs, &rm, NULL, NULL), -EINVAL);
+	struct kvt_tier_usage u;
+	cr_assert_eq(f.gpu->ops->usage(f.gpu, &u), 0);
+	cr_assert_eq(u.n_blocks, 0);
+	teardown(&f);
+}

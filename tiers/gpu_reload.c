@@ -1,0 +1,222 @@
+/*
+ * gpu_reload.c - asynchronous batched reload into the GPU tier: one gather
+ * launch for raw blocks, one fused gather + KIVI decode launch for
+ * quantized ones, an event to poll. See gpu_tier.h for the contract.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu_internal.h"
+
+#define NOT_KIVI UINT32_MAX
+
+void kvt_gpu_reload_release(struct gpu_tier *g)
+{
+	struct gpu_reload *r = &g->reload;
+	kvt_gpu_batch_free(r->raw);
+	kvt_gpu_batch_free(r->kivi);
+	kvt_gpu_event_destroy(r->done);
+	free(r->keys);
+	free(r->kivi_of);
+	memset(r, 0, sizeof *r);
+}
+
+static int ensure_cap(struct gpu_tier *g, uint32_t n)
+{
+	struct gpu_reload *r = &g->reload;
+	int rc = r->done ? 0 : kvt_gpu_event_create(&r->done);
+	if (rc || r->cap >= n)
+		return rc;
+	uint32_t cap = n > 2 * r->cap ? n : 2 * r->cap;
+	struct kvt_gpu_batch *raw, *kivi;
+	if ((rc = kvt_gpu_batch_create(cap, &raw)))
+		return rc;
+	if ((rc = kvt_gpu_batch_create(cap, &kivi))) {
+		kvt_gpu_batch_free(raw);
+		return rc;
+	}
+	struct kvt_block_key *keys = malloc(cap * sizeof *keys);
+	uint32_t *kivi_of = malloc(cap * sizeof *kivi_of);
+	if (!keys || !kivi_of) {
+		free(keys);
+		free(kivi_of);
+		kvt_gpu_batch_free(raw);
+		kvt_gpu_batch_free(kivi);
+		return -ENOMEM;
+	}
+	kvt_gpu_batch_free(r->raw);
+	kvt_gpu_batch_free(r->kivi);
+	free(r->keys);
+	free(r->kivi_of);
+	*r = (struct gpu_reload){.raw = raw, .kivi = kivi, .keys = keys,
+				 .kivi_of = kivi_of, .cap = cap, .done = r->done};
+	return 0;
+}
+
+/* Lengths on the GPU and codec checks, before anything changes. */
+static int check_items(size_t n, const struct kvt_block_key *keys,
+		       const void *const *srcs, const struct kvt_block_meta *metas,
+		       const struct kvt_kivi_geom *geom, size_t *raw, size_t *enc)
+{
+	if (!keys || !srcs || !metas || n > (1u << 24))
+		return -EINVAL;
+	int rc = geom ? kvt_kivi_geom_sizes(geom, raw, NULL, enc) : 0;
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		if (!srcs[i])
+			return -EINVAL;
+		if (metas[i].codec == KVT_CODEC_KIVI) {
+			if (!geom || metas[i].len != *enc)
+				return -EINVAL;
+		} else if (metas[i].codec != KVT_CODEC_RAW) {
+			return KVT_ECODEC;
+		}
+	}
+	return 0;
+}
+
+static void cancel_all(struct gpu_tier *g, struct gpu_slot *slots, size_t n)
+{
+	while (n--)
+		kvt_gpu_slot_cancel(g, &slots[n]);
+}
+
+/* Fills the two batches; -EINVAL when a source is not mapped. */
+static int fill_batches(struct gpu_tier *g, size_t n, const void *const *srcs,
+			const struct kvt_block_meta *metas,
+			const struct gpu_slot *slots, uint32_t *nr, uint32_t *nk)
+{
+	struct gpu_reload *r = &g->reload;
+	struct kvt_gpu_item *ri = kvt_gpu_batch_items(r->raw);
+	struct kvt_gpu_item *ki = kvt_gpu_batch_items(r->kivi);
+	*nr = *nk = 0;
+	for (size_t i = 0; i < n; i++) {
+		void *src;
+		int rc = kvt_gpu_host_device_ptr(srcs[i], &src);
+		if (rc)
+			return rc == KVT_ENOGPU ? rc : -EINVAL;
+		struct kvt_gpu_item it = {src, g->pool + slots[i].off, metas[i].len};
+		if (metas[i].codec == KVT_CODEC_KIVI) {
+			r->kivi_of[i] = *nk;
+			ki[(*nk)++] = it;
+		} else {
+			r->kivi_of[i] = NOT_KIVI;
+			ri[(*nr)++] = it;
+		}
+	}
+	return 0;
+}
+
+static int launch(struct gpu_tier *g, const struct kvt_kivi_geom *geom,
+		  uint32_t nr, uint32_t nk, struct kvt_stream *st)
+{
+	struct gpu_reload *r = &g->reload;
+	int rc = nr ? kvt_gpu_gather(r->raw, nr, st) : 0;
+	if (rc == 0 && nk)
+		rc = kvt_kivi_gather_dequantize(geom, r->kivi, nk, st);
+	if (rc == 0)
+		rc = kvt_gpu_event_record(r->done, st);
+	if (rc)
+		kvt_stream_sync(st); /* nothing may still write the slots */
+	return rc;
+}
+
+static struct kvt_block_meta stored_meta(const struct kvt_block_meta *m,
+					 size_t raw)
+{
+	if (m->codec != KVT_CODEC_KIVI)
+		return *m;
+	return (struct kvt_block_meta){.len = (uint32_t)raw, .raw_len = (uint32_t)raw,
+				       .codec = KVT_CODEC_RAW, .flags = m->flags,
+				       .n_tokens = m->n_tokens};
+}
+
+static int reserve_all(struct gpu_tier *g, size_t n,
+		       const struct kvt_block_key *keys,
+		       const struct kvt_block_meta *metas, size_t raw,
+		       struct gpu_slot *slots)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t len = metas[i].codec == KVT_CODEC_KIVI ? (uint32_t)raw
+							       : metas[i].len;
+		int rc = kvt_gpu_slot_reserve(g, &keys[i], len, &slots[i]);
+		if (rc) {
+			cancel_all(g, slots, i);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int kvt_gpu_tier_reload(struct kvt_tier *gpu, size_t n,
+			const struct kvt_block_key *keys,
+			const void *const *srcs,
+			const struct kvt_block_meta *metas,
+			const struct kvt_kivi_geom *geom, struct kvt_stream *s)
+{
+	struct gpu_tier *g = gpu_of(gpu);
+	size_t raw = 0, enc = 0;
+	uint32_t nr, nk;
+	kvt_gpu_tier_reload_wait(gpu, NULL);
+	int rc = check_items(n, keys, srcs, metas, geom, &raw, &enc);
+	if (rc || n == 0)
+		return rc;
+	if ((rc = ensure_cap(g, (uint32_t)n)))
+		return rc;
+	struct gpu_slot *slots = malloc(n * sizeof *slots);
+	if (!slots)
+		return -ENOMEM;
+	if ((rc = reserve_all(g, n, keys, metas, raw, slots))) {
+		free(slots);
+		return rc;
+	}
+	struct kvt_stream *st = s ? s : g->stream;
+	rc = fill_batches(g, n, srcs, metas, slots, &nr, &nk);
+	if (rc == 0)
+		rc = launch(g, geom, nr, nk, st);
+	if (rc) {
+		cancel_all(g, slots, n);
+		free(slots);
+		return rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct kvt_block_meta m = stored_meta(&metas[i], raw);
+		kvt_gpu_slot_commit(g, &slots[i], &m);
+	}
+	free(slots);
+	memcpy(g->reload.keys, keys, n * sizeof *keys);
+	g->reload.n = (uint32_t)n;
+	g->reload.pending = 1;
+	return 0;
+}
+
+int kvt_gpu_tier_reload_poll(struct kvt_tier *gpu)
+{
+	struct gpu_reload *r = &gpu_of(gpu)->reload;
+	if (!r->pending)
+		return 0;
+	return kvt_gpu_event_query(r->done);
+}
+
+int kvt_gpu_tier_reload_wait(struct kvt_tier *gpu, int *results)
+{
+	struct gpu_tier *g = gpu_of(gpu);
+	struct gpu_reload *r = &g->reload;
+	if (!r->pending)
+		return 0;
+	int rc = kvt_gpu_event_sync(r->done), first = 0;
+	r->pending = 0;
+	const int *kr = kvt_gpu_batch_results(r->kivi);
+	for (uint32_t i = 0; i < r->n; i++) {
+		int ri = rc ? KVT_ECUDA
+			    : (r->kivi_of[i] == NOT_KIVI ? 0 : kr[r->kivi_of[i]]);
+		if (ri)
+			kvt_gpu_remove(g, &r->keys[i]);
+		if (results)
+			results[i] = ri;
+		first = first ? first : ri;
+	}
+	return first;
+}
