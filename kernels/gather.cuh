@@ -9,32 +9,29 @@
 int kvt_gather_launch(const struct kvt_gpu_item *items, uint32_t n,
 		      uint64_t max_len, cudaStream_t st);
 
-// Copies len bytes src -> dst with the threads of one thread block: 16-byte
-// loads, several in flight per thread, when both ends are 16-byte aligned.
-__device__ __forceinline__ void kvt_block_copy(const uint8_t *src, uint8_t *dst,
-					       uint32_t len)
+// Thread tid of nt copies its share of len bytes src -> dst: 16-byte loads,
+// several in flight per thread, when both ends are 16-byte aligned.
+KVT_HD_FN void kvt_block_copy(const uint8_t *src, uint8_t *dst, uint32_t len,
+			      uint32_t tid, uint32_t nt)
 {
-	const uint32_t nt = blockDim.x;
 	uint32_t done = 0;
 	if ((((uintptr_t)src | (uintptr_t)dst) & 15u) == 0) {
 		enum { UNROLL = 4 };
 		const uint4 *s = (const uint4 *)src;
 		uint4 *d = (uint4 *)dst;
 		const uint32_t nv = len / 16u;
-		for (uint32_t i = threadIdx.x; i < nv; i += nt * UNROLL) {
+		for (uint32_t i = tid; i < nv; i += nt * UNROLL) {
 			uint4 v[UNROLL];
-#pragma unroll
 			for (int u = 0; u < UNROLL; u++)
 				if (i + u * nt < nv)
 					v[u] = s[i + u * nt];
-#pragma unroll
 			for (int u = 0; u < UNROLL; u++)
 				if (i + u * nt < nv)
 					d[i + u * nt] = v[u];
 		}
 		done = nv * 16u;
 	}
-	for (uint32_t i = done + threadIdx.x; i < len; i += nt)
+	for (uint32_t i = done + tid; i < len; i += nt)
 		dst[i] = src[i];
 }
 

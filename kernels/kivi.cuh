@@ -1,6 +1,6 @@
 // kivi.cuh - KIVI arithmetic shared by the quantize and dequantize kernels.
-// Every rounding step is spelled out (__fsub_rn, __fmul_rn, __fdiv_rn,
-// __float2half_rd/_ru, rintf) so the GPU does exactly what codec/kivi.c does
+// Every rounding step is spelled out (KVT_FSUB/FMUL/FDIV: the _rn
+// intrinsics on the GPU; __float2half_rd/_ru, rintf) so the GPU does exactly what codec/kivi.c does
 // with -ffp-contract=off: same codes, same scales and minima, same decode.
 #ifndef KVTIER_KERNELS_KIVI_CUH
 #define KVTIER_KERNELS_KIVI_CUH
@@ -40,7 +40,7 @@ struct kivi_group {
 };
 
 // kvt_kivi_group_params of codec/kivi.c.
-__device__ __forceinline__ struct kivi_group kivi_params(float mn, float mx,
+KVT_HD_FN struct kivi_group kivi_params(float mn, float mx,
 							 uint32_t bits)
 {
 	struct kivi_group r;
@@ -48,39 +48,39 @@ __device__ __forceinline__ struct kivi_group kivi_params(float mn, float mx,
 		mn = -KVT_F16_MAX;
 	__half mh = __float2half_rd(mn);
 	r.m = __half2float(mh);
-	float range = __fdiv_rn(__fsub_rn(mx, r.m), (float)((1u << bits) - 1));
+	float range = KVT_FDIV(KVT_FSUB(mx, r.m), (float)((1u << bits) - 1));
 	if (range > KVT_F16_MAX)
 		range = KVT_F16_MAX;
 	__half sh = __float2half_ru(range);
 	float s = __half2float(sh);
 	r.sh = __half_as_ushort(sh);
 	r.mh = __half_as_ushort(mh);
-	r.inv = s > 0.0f ? __fdiv_rn(1.0f, s) : 0.0f;
+	r.inv = s > 0.0f ? KVT_FDIV(1.0f, s) : 0.0f;
 	return r;
 }
 
-__device__ __forceinline__ uint32_t kivi_code(float x, const struct kivi_group &p,
+KVT_HD_FN uint32_t kivi_code(float x, const struct kivi_group &p,
 					      float qmax)
 {
-	float v = rintf(__fmul_rn(__fsub_rn(x, p.m), p.inv));
+	float v = rintf(KVT_FMUL(KVT_FSUB(x, p.m), p.inv));
 	v = v < 0.0f ? 0.0f : v;
 	v = v > qmax ? qmax : v;
 	return (uint32_t)(int32_t)v;
 }
 
-__device__ __forceinline__ float kivi_decode1(uint32_t code, float s, float m)
+KVT_HD_FN float kivi_decode1(uint32_t code, float s, float m)
 {
-	return __fadd_rn(__fmul_rn((float)code, s), m);
+	return KVT_FADD(KVT_FMUL((float)code, s), m);
 }
 
-__device__ __forceinline__ float kivi_h2f(uint16_t h)
+KVT_HD_FN float kivi_h2f(uint16_t h)
 {
 	return __half2float(__ushort_as_half(h));
 }
 
 // Residual element e (both halves, K first): copies the stored bits.
 // to_enc: raw -> encoded stream, else encoded -> raw.
-__device__ __forceinline__ void kivi_residual(const struct kivi_plan &p,
+KVT_HD_FN void kivi_residual(const struct kivi_plan &p,
 					      const uint8_t *raw_c, uint8_t *raw,
 					      const uint8_t *enc_c, uint8_t *enc,
 					      uint32_t e, int to_enc)

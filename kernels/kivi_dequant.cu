@@ -1,13 +1,16 @@
 // kivi_dequant.cu - KIVI decoding on the GPU: value for value what the CPU
 // codec decodes (one fp32 multiply and one add per element, rounded to the
 // block's dtype to nearest even).
+#include "emu_internal.h"
 #include "kivi_dequant.cuh"
 #include "gather.cuh"
+
+#include <stdlib.h>
 
 #define DEQUANT_THREADS 256
 
 // A key thread decodes the G tokens of one channel of one group.
-static __device__ void dequant_key(const struct kivi_plan &p, const uint8_t *enc,
+KVT_HD_FN void dequant_key(const struct kivi_plan &p, const uint8_t *enc,
 				   uint8_t *raw, uint32_t i)
 {
 	const uint32_t dim = p.g.dim, bits = p.g.bits, per_word = 32u / bits;
@@ -30,7 +33,7 @@ static __device__ void dequant_key(const struct kivi_plan &p, const uint8_t *enc
 }
 
 // A value thread decodes one code word: 32 / bits channels of one token.
-static __device__ void dequant_value(const struct kivi_plan &p,
+KVT_HD_FN void dequant_value(const struct kivi_plan &p,
 				     const uint8_t *venc, uint8_t *vraw,
 				     uint32_t i)
 {
@@ -48,7 +51,7 @@ static __device__ void dequant_value(const struct kivi_plan &p,
 			       kivi_decode1((word >> (k * bits)) & mask, s, m));
 }
 
-static __device__ void dequant_item(const struct kivi_plan &p, const uint8_t *enc,
+KVT_HD_FN void dequant_item(const struct kivi_plan &p, const uint8_t *enc,
 				    uint8_t *raw, uint32_t i)
 {
 	if (i < p.wk)
@@ -62,7 +65,7 @@ static __device__ void dequant_item(const struct kivi_plan &p, const uint8_t *en
 }
 
 // 1 when both stream headers of enc are the ones the geometry implies.
-static __device__ int headers_ok(const struct kivi_plan &p, const uint8_t *enc)
+KVT_HD_FN int headers_ok(const struct kivi_plan &p, const uint8_t *enc)
 {
 	const uint32_t *k = (const uint32_t *)enc;
 	const uint32_t *v = (const uint32_t *)(enc + p.k_len);
@@ -106,7 +109,8 @@ static __global__ void gather_dequant_kernel(const struct kivi_plan p,
 	extern __shared__ uint4 smem[];
 	uint8_t *enc = (uint8_t *)smem;
 	const struct kvt_gpu_item it = items[blockIdx.x];
-	kvt_block_copy((const uint8_t *)it.src, enc, p.enc_len);
+	kvt_block_copy((const uint8_t *)it.src, enc, p.enc_len, threadIdx.x,
+		       blockDim.x);
 	__syncthreads();
 	if (!block_headers_ok(p, enc, results ? results + blockIdx.x : NULL))
 		return;
@@ -202,4 +206,28 @@ extern "C" int kvt_kivi_gather_dequantize(const struct kvt_kivi_geom *g,
 	if (rc || n == 0)
 		return rc;
 	return kvt_kivi_gather_dequant_launch(p, b->dev, n, b->results_dev, st);
+}
+
+extern "C" int kvt_emu_kivi_dequantize(const struct kvt_kivi_geom *g,
+				       const void *enc, void *raw, int fused)
+{
+	struct kivi_plan p;
+	int rc = kvt_kivi_plan(g, 0, &p);
+	if (rc)
+		return rc;
+	const uint8_t *src = (const uint8_t *)enc;
+	uint8_t *staged = NULL;
+	if (fused) {
+		staged = (uint8_t *)aligned_alloc(16, ((size_t)p.enc_len + 15) & ~(size_t)15);
+		if (!staged)
+			return -ENOMEM;
+		for (uint32_t t = 0; t < DEQUANT_THREADS; t++)
+			kvt_block_copy(src, staged, p.enc_len, t, DEQUANT_THREADS);
+		src = staged;
+	}
+	rc = headers_ok(p, src) ? 0 : KVT_EFORMAT;
+	for (uint32_t i = 0; rc == 0 && i < p.work; i++)
+		dequant_item(p, src, (uint8_t *)raw, i);
+	free(staged);
+	return rc;
 }

@@ -3,11 +3,12 @@
 // of one channel (neighbouring threads take neighbouring channels, so loads
 // coalesce), a value thread the G channels of one token. Each thread scans
 // its group in the CPU's order, so min/max ties resolve the same way.
+#include "emu_internal.h"
 #include "kivi_quant.cuh"
 
 #define QUANT_THREADS 256
 
-static __device__ void quant_key(const struct kivi_plan &p, const uint8_t *raw,
+KVT_HD_FN void quant_key(const struct kivi_plan &p, const uint8_t *raw,
 				 uint8_t *enc, uint32_t i)
 {
 	const uint32_t dim = p.g.dim, grp = p.g.group, bits = p.g.bits;
@@ -38,7 +39,7 @@ static __device__ void quant_key(const struct kivi_plan &p, const uint8_t *raw,
 	}
 }
 
-static __device__ void quant_value(const struct kivi_plan &p,
+KVT_HD_FN void quant_value(const struct kivi_plan &p,
 				   const uint8_t *raw, uint8_t *enc, uint32_t i)
 {
 	const uint32_t dim = p.g.dim, grp = p.g.group, bits = p.g.bits;
@@ -70,13 +71,13 @@ static __device__ void quant_value(const struct kivi_plan &p,
 }
 
 // Zero bytes [from, to) of the stream (section padding is part of the format).
-static __device__ void zero_bytes(uint8_t *s, uint32_t from, uint32_t to)
+KVT_HD_FN void zero_bytes(uint8_t *s, uint32_t from, uint32_t to)
 {
 	for (uint32_t b = from; b < to; b++)
 		s[b] = 0;
 }
 
-static __device__ void stream_frame(const struct kvt_kivi_sect &s,
+KVT_HD_FN void stream_frame(const struct kvt_kivi_sect &s,
 				    const struct kvt_kivi_hdr &h,
 				    const struct kivi_plan &p, uint8_t *st)
 {
@@ -88,16 +89,11 @@ static __device__ void stream_frame(const struct kvt_kivi_sect &s,
 				    kvt_kg_esize(p.g.dtype), s.end);
 }
 
-static __global__ void quant_kernel(const struct kivi_plan p,
-				    const struct kvt_gpu_item *items,
-				    uint32_t ctas_per_item)
+// Work item i of one block: key groups, value groups, residual elements,
+// then one item for the headers and padding.
+KVT_HD_FN void quant_item(const struct kivi_plan &p, const uint8_t *raw,
+			  uint8_t *enc, uint32_t i)
 {
-	const uint32_t item = blockIdx.x / ctas_per_item;
-	const uint32_t i = (blockIdx.x % ctas_per_item) * blockDim.x + threadIdx.x;
-	if (i >= p.work)
-		return;
-	const uint8_t *raw = (const uint8_t *)items[item].src;
-	uint8_t *enc = (uint8_t *)items[item].dst;
 	if (i < p.wk)
 		quant_key(p, raw, enc, i);
 	else if (i < p.wk + p.wv)
@@ -109,6 +105,17 @@ static __global__ void quant_kernel(const struct kivi_plan p,
 		stream_frame(p.k, p.hk, p, enc);
 		stream_frame(p.v, p.hv, p, enc + p.k_len);
 	}
+}
+
+static __global__ void quant_kernel(const struct kivi_plan p,
+				    const struct kvt_gpu_item *items,
+				    uint32_t ctas_per_item)
+{
+	const uint32_t item = blockIdx.x / ctas_per_item;
+	const uint32_t i = (blockIdx.x % ctas_per_item) * blockDim.x + threadIdx.x;
+	if (i < p.work)
+		quant_item(p, (const uint8_t *)items[item].src,
+			   (uint8_t *)items[item].dst, i);
 }
 
 int kvt_kivi_quant_launch(const struct kivi_plan &p,
@@ -138,4 +145,16 @@ extern "C" int kvt_kivi_quantize(const struct kvt_kivi_geom *g,
 	cudaStream_t st = kvt_cu_stream(s);
 	rc = kvt_batch_upload(b, n, st);
 	return rc ? rc : kvt_kivi_quant_launch(p, b->dev, n, st);
+}
+
+extern "C" int kvt_emu_kivi_quantize(const struct kvt_kivi_geom *g,
+				     const void *raw, void *enc)
+{
+	struct kivi_plan p;
+	int rc = kvt_kivi_plan(g, 1, &p);
+	if (rc)
+		return rc;
+	for (uint32_t i = 0; i < p.work; i++)
+		quant_item(p, (const uint8_t *)raw, (uint8_t *)enc, i);
+	return 0;
 }

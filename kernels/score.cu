@@ -3,13 +3,23 @@
 // the same bits; top-k is a bitonic sort of (current best, next chunk) in
 // shared memory, exact with ties broken toward the lower index.
 #include <math.h>
+#include <stdlib.h>
 
+#include "emu_internal.h"
 #include "score.cuh"
 
 #define SCORE_THREADS 256
 #define TOPK_THREADS 256
 #define TOPK_MAX 1024u
 #define SCORE_MAX_DIM 4096u
+
+KVT_HD_FN float dot(const float *q, const float *k, uint32_t dim)
+{
+	float s = 0.0f;
+	for (uint32_t d = 0; d < dim; d++)
+		s = KVT_FADD(s, KVT_FMUL(q[d], k[d]));
+	return s;
+}
 
 static __global__ void score_kernel(const float *q, const float *keys,
 				    uint32_t m, uint32_t dim, float *scores)
@@ -20,13 +30,8 @@ static __global__ void score_kernel(const float *q, const float *keys,
 		qs[d] = q[(size_t)qi * dim + d];
 	__syncthreads();
 	const uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
-	if (j >= m)
-		return;
-	const float *k = keys + (size_t)j * dim;
-	float s = 0.0f;
-	for (uint32_t d = 0; d < dim; d++)
-		s = __fadd_rn(s, __fmul_rn(qs[d], k[d]));
-	scores[(size_t)qi * m + j] = s;
+	if (j < m)
+		scores[(size_t)qi * m + j] = dot(qs, keys + (size_t)j * dim, dim);
 }
 
 struct cand {
@@ -34,18 +39,19 @@ struct cand {
 	uint32_t idx;
 };
 
-static __device__ __forceinline__ bool better(const struct cand &a,
-					      const struct cand &b)
+KVT_HD_FN bool better(const struct cand &a, const struct cand &b)
 {
 	return a.score > b.score || (a.score == b.score && a.idx < b.idx);
 }
 
-// Sorts c[0, n) best first; n a power of two; all threads of the block.
-static __device__ void bitonic_sort(struct cand *c, uint32_t n)
+// Sorts c[0, n) best first; n a power of two; thread tid of nt. The pairs
+// of one step are disjoint, so one thread doing all of them (the CPU
+// emulation) gives the same result.
+KVT_HD_FN void bitonic_sort(struct cand *c, uint32_t n, uint32_t tid, uint32_t nt)
 {
 	for (uint32_t k = 2; k <= n; k <<= 1) {
 		for (uint32_t j = k >> 1; j > 0; j >>= 1) {
-			for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) {
+			for (uint32_t i = tid; i < n; i += nt) {
 				const uint32_t x = i ^ j;
 				if (x <= i)
 					continue;
@@ -56,8 +62,31 @@ static __device__ void bitonic_sort(struct cand *c, uint32_t n)
 					c[x] = a;
 				}
 			}
-			__syncthreads();
+			KVT_SYNC();
 		}
+	}
+}
+
+// Top k of one row with cs[2 * span] of scratch; thread tid of nt.
+KVT_HD_FN void topk_row(const float *row, uint32_t m, uint32_t k, uint32_t span,
+			struct cand *cs, uint32_t *idx, float *score,
+			uint32_t tid, uint32_t nt)
+{
+	const struct cand none = {-INFINITY, 0xffffffffu};
+	for (uint32_t i = tid; i < span; i += nt)
+		cs[i] = none;
+	for (uint32_t base = 0; base < m; base += span) {
+		for (uint32_t i = tid; i < span; i += nt) {
+			const uint32_t j = base + i;
+			cs[span + i] = j < m ? cand{row[j], j} : none;
+		}
+		KVT_SYNC();
+		bitonic_sort(cs, 2 * span, tid, nt);
+	}
+	for (uint32_t i = tid; i < k; i += nt) {
+		idx[i] = cs[i].idx;
+		if (score)
+			score[i] = cs[i].score;
 	}
 }
 
@@ -66,23 +95,17 @@ static __global__ void topk_kernel(const float *scores, uint32_t m, uint32_t k,
 				   float *top_score)
 {
 	extern __shared__ struct cand cs[];
-	const float *row = scores + (size_t)blockIdx.x * m;
-	const struct cand none = {-INFINITY, 0xffffffffu};
-	for (uint32_t i = threadIdx.x; i < span; i += blockDim.x)
-		cs[i] = none;
-	for (uint32_t base = 0; base < m; base += span) {
-		for (uint32_t i = threadIdx.x; i < span; i += blockDim.x) {
-			const uint32_t j = base + i;
-			cs[span + i] = j < m ? cand{row[j], j} : none;
-		}
-		__syncthreads();
-		bitonic_sort(cs, 2 * span);
-	}
-	for (uint32_t i = threadIdx.x; i < k; i += blockDim.x) {
-		top_idx[(size_t)blockIdx.x * k + i] = cs[i].idx;
-		if (top_score)
-			top_score[(size_t)blockIdx.x * k + i] = cs[i].score;
-	}
+	const size_t r = blockIdx.x;
+	topk_row(scores + r * m, m, k, span, cs, top_idx + r * k,
+		 top_score ? top_score + r * k : NULL, threadIdx.x, blockDim.x);
+}
+
+static uint32_t topk_span(uint32_t k)
+{
+	uint32_t span = 128;
+	while (span < k)
+		span <<= 1;
+	return span;
 }
 
 int kvt_score_launch(const float *q, uint32_t nq, const float *keys, uint32_t m,
@@ -97,12 +120,18 @@ int kvt_score_launch(const float *q, uint32_t nq, const float *keys, uint32_t m,
 int kvt_topk_launch(const float *scores, uint32_t nq, uint32_t m, uint32_t k,
 		    uint32_t *top_idx, float *top_score, cudaStream_t st)
 {
-	uint32_t span = 128;
-	while (span < k)
-		span <<= 1;
+	const uint32_t span = topk_span(k);
 	topk_kernel<<<nq, TOPK_THREADS, 2 * span * sizeof(struct cand), st>>>(
 		scores, m, k, span, top_idx, top_score);
 	return kvt_cuda_launched();
+}
+
+static int score_args_ok(const float *q, uint32_t nq, const float *keys,
+			 uint32_t m, uint32_t dim, uint32_t k,
+			 const float *scores, const uint32_t *top_idx)
+{
+	return q && keys && scores && top_idx && nq && nq <= 65535 && m &&
+	       dim && dim <= SCORE_MAX_DIM && k && k <= m && k <= TOPK_MAX;
 }
 
 extern "C" int kvt_gpu_score_topk(const float *q, uint32_t nq, const float *keys,
@@ -110,11 +139,32 @@ extern "C" int kvt_gpu_score_topk(const float *q, uint32_t nq, const float *keys
 				  float *scores, uint32_t *top_idx,
 				  float *top_score, struct kvt_stream *s)
 {
-	if (!q || !keys || !scores || !top_idx || nq == 0 || m == 0 ||
-	    dim == 0 || dim > SCORE_MAX_DIM || k == 0 || k > m ||
-	    k > TOPK_MAX || nq > 65535)
+	if (!score_args_ok(q, nq, keys, m, dim, k, scores, top_idx))
 		return -EINVAL;
 	cudaStream_t st = kvt_cu_stream(s);
 	int rc = kvt_score_launch(q, nq, keys, m, dim, scores, st);
 	return rc ? rc : kvt_topk_launch(scores, nq, m, k, top_idx, top_score, st);
+}
+
+extern "C" int kvt_emu_score_topk(const float *q, uint32_t nq, const float *keys,
+				  uint32_t m, uint32_t dim, uint32_t k,
+				  float *scores, uint32_t *top_idx,
+				  float *top_score)
+{
+	if (!score_args_ok(q, nq, keys, m, dim, k, scores, top_idx))
+		return -EINVAL;
+	for (uint32_t i = 0; i < nq; i++)
+		for (uint32_t j = 0; j < m; j++)
+			scores[(size_t)i * m + j] = dot(q + (size_t)i * dim,
+							keys + (size_t)j * dim, dim);
+	const uint32_t span = topk_span(k);
+	struct cand *cs = (struct cand *)malloc(2 * span * sizeof *cs);
+	if (!cs)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < nq; i++)
+		topk_row(scores + (size_t)i * m, m, k, span, cs,
+			 top_idx + (size_t)i * k,
+			 top_score ? top_score + (size_t)i * k : NULL, 0, 1);
+	free(cs);
+	return 0;
 }

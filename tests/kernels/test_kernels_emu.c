@@ -1,0 +1,153 @@
+/*
+ * test_kernels_emu.c - the kernels' per-thread bodies run on the CPU
+ * (kernels/emu_internal.h) against the CPU codec: plans, index
+ * computations, packing, headers and rounding, on machines without a GPU.
+ * CUDA builds only; test_kernels checks the same on a real device.
+ */
+#include <errno.h>
+
+#include "emu_internal.h"
+#include "kernel_test.h"
+
+#define F16 KVT_DTYPE_F16
+#define BF16 KVT_DTYPE_BF16
+#define F32 KVT_DTYPE_F32
+
+static const struct kvt_kivi_geom geoms[] = {
+	{8, 16, 128, F16, 2, 16, 0}, {8, 16, 128, F16, 4, 16, 0},
+	{8, 16, 128, F16, 8, 16, 0}, {2, 32, 64, BF16, 2, 32, 0},
+	{2, 32, 64, F32, 4, 32, 0},  {3, 40, 64, F16, 2, 32, 4},
+	{1, 20, 32, F32, 8, 4, 2},   {2, 8, 64, BF16, 2, 16, 0},
+	{4, 64, 128, BF16, 4, 32, 0}, {2, 32, 96, F16, 8, 32, 0},
+};
+#define N_GEOMS (sizeof geoms / sizeof geoms[0])
+
+Test(kernels_emu, quantize_writes_the_cpu_codec_bytes)
+{
+	for (size_t gi = 0; gi < N_GEOMS; gi++) {
+		const struct kvt_kivi_geom *g = &geoms[gi];
+		size_t enc, len;
+		cr_assert_eq(kvt_kivi_geom_sizes(g, NULL, NULL, &enc), 0);
+		for (uint64_t seed = 1; seed <= 3; seed++) {
+			uint8_t *raw = kt_raw_block(g, seed * 31 + gi);
+			uint8_t *want = kt_cpu_encode(g, raw, &len);
+			uint8_t *got = malloc(enc);
+			memset(got, 0xab, enc);
+			cr_assert_eq(kvt_emu_kivi_quantize(g, raw, got), 0);
+			for (size_t b = 0; b < enc; b++)
+				cr_assert_eq(got[b], want[b],
+					     "geometry %zu byte %zu of %zu", gi, b, enc);
+			free(got);
+			free(want);
+			free(raw);
+		}
+	}
+}
+
+Test(kernels_emu, dequantize_equals_the_cpu_decode)
+{
+	for (size_t gi = 0; gi < N_GEOMS; gi++) {
+		const struct kvt_kivi_geom *g = &geoms[gi];
+		size_t raw_len, len;
+		cr_assert_eq(kvt_kivi_geom_sizes(g, &raw_len, NULL, NULL), 0);
+		uint8_t *raw = kt_raw_block(g, gi + 5);
+		uint8_t *enc = kt_cpu_encode(g, raw, &len);
+		uint8_t *want = malloc(raw_len), *got = malloc(raw_len);
+		kt_cpu_decode(g, enc, len, want);
+		for (int fused = 0; fused < 2; fused++) {
+			memset(got, 0xcd, raw_len);
+			cr_assert_eq(kvt_emu_kivi_dequantize(g, enc, got, fused), 0);
+			cr_assert_eq(memcmp(got, want, raw_len), 0,
+				     "geometry %zu fused %d", gi, fused);
+		}
+		enc[len - 1 - (len / 2)] ^= 0; /* payload bytes are not checked */
+		enc[8] = g->bits == 2 ? 4 : 2;  /* K header: other bits */
+		memset(got, 0x11, raw_len);
+		cr_assert_eq(kvt_emu_kivi_dequantize(g, enc, got, 1), KVT_EFORMAT);
+		for (size_t b = 0; b < raw_len; b++)
+			cr_assert_eq(got[b], 0x11);
+		free(got);
+		free(want);
+		free(enc);
+		free(raw);
+	}
+}
+
+Test(kernels_emu, gather_is_byte_exact)
+{
+	enum { N = 20, STRIDE = 200000 };
+	uint8_t *src = malloc((size_t)N * STRIDE), *dst = calloc(N, STRIDE);
+	uint8_t *want = calloc(N, STRIDE);
+	uint64_t seed = 3;
+	for (size_t i = 0; i < (size_t)N * STRIDE; i++)
+		src[i] = (uint8_t)(kt_uniform(&seed) * 256.0f);
+	struct kvt_gpu_item it[N];
+	for (uint32_t i = 0; i < N; i++) {
+		size_t len = (size_t)(i * 104729u) % (STRIDE - 16), off = i % 4 ? 0 : i % 16;
+		uint32_t d = (i * 7 + 1) % N;
+		it[i] = (struct kvt_gpu_item){src + (size_t)i * STRIDE + off,
+					      dst + (size_t)d * STRIDE + off, len};
+		memcpy(want + (size_t)d * STRIDE + off, src + (size_t)i * STRIDE + off, len);
+	}
+	cr_assert_eq(kvt_emu_gather(it, N), 0);
+	cr_assert_eq(memcmp(dst, want, (size_t)N * STRIDE), 0);
+	free(src);
+	free(dst);
+	free(want);
+}
+
+struct ref_cand {
+	float s;
+	uint32_t i;
+};
+
+static int ref_cmp(const void *a, const void *b)
+{
+	const struct ref_cand *x = a, *y = b;
+	if (x->s != y->s)
+		return x->s > y->s ? -1 : 1;
+	return x->i < y->i ? -1 : (x->i > y->i);
+}
+
+static void check_topk(uint32_t nq, uint32_t m, uint32_t dim, uint32_t k)
+{
+	float *q = malloc((size_t)nq * dim * 4), *keys = malloc((size_t)m * dim * 4);
+	float *s = malloc((size_t)nq * m * 4), *ts = malloc((size_t)nq * k * 4);
+	uint32_t *ti = malloc((size_t)nq * k * 4);
+	uint64_t seed = m * 3 + k;
+	for (size_t i = 0; i < (size_t)nq * dim; i++)
+		q[i] = kt_uniform(&seed);
+	for (uint32_t j = 0; j < m; j++)
+		for (uint32_t d = 0; d < dim; d++)
+			keys[(size_t)j * dim + d] = j % 10 == 9
+				? keys[(size_t)(j - 4) * dim + d]
+				: kt_uniform(&seed);
+	cr_assert_eq(kvt_emu_score_topk(q, nq, keys, m, dim, k, s, ti, ts), 0);
+	struct ref_cand *c = malloc(m * sizeof *c);
+	for (uint32_t i = 0; i < nq; i++) {
+		for (uint32_t j = 0; j < m; j++) {
+			float acc = 0.0f;
+			for (uint32_t d = 0; d < dim; d++)
+				acc += q[(size_t)i * dim + d] * keys[(size_t)j * dim + d];
+			cr_assert_eq(kvt_f32_to_bits(s[(size_t)i * m + j]),
+				     kvt_f32_to_bits(acc));
+			c[j] = (struct ref_cand){acc, j};
+		}
+		qsort(c, m, sizeof *c, ref_cmp);
+		for (uint32_t r = 0; r < k; r++) {
+			cr_assert_eq(ti[(size_t)i * k + r], c[r].i,
+				     "query %u rank %u (m %u k %u)", i, r, m, k);
+			cr_assert_eq(ts[(size_t)i * k + r], c[r].s);
+		}
+	}
+	free(c), free(q), free(keys), free(s), free(ts), free(ti);
+}
+
+Test(kernels_emu, scores_and_topk_equal_the_cpu)
+{
+	check_topk(3, 1000, 64, 10);
+	check_topk(2, 3000, 128, 300);
+	check_topk(2, 129, 32, 129);
+	check_topk(1, 1, 16, 1);
+	check_topk(1, 700, 8, 1024 > 700 ? 700 : 1024);
+}
