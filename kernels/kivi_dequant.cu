@@ -38,7 +38,7 @@ KVT_HD_FN void dequant_value(const struct kivi_plan &p,
 				     uint32_t i)
 {
 	const uint32_t dim = p.g.dim, bits = p.g.bits, per_word = 32u / bits;
-	const uint32_t mask = (1u << bits) - 1, wpr = dim / per_word;
+	const uint32_t wpr = dim / per_word;
 	const uint32_t r = i / wpr, wl = i % wpr; // r = head * tq + token
 	const uint32_t h = r / p.v.tq, t = r % p.v.tq;
 	const size_t gi = (size_t)r * p.v.nc + wl / p.v.wpg;
@@ -46,9 +46,7 @@ KVT_HD_FN void dequant_value(const struct kivi_plan &p,
 	const float m = kivi_h2f(((const uint16_t *)(venc + p.v.mins))[gi]);
 	const uint32_t word = ((const uint32_t *)(venc + p.v.codes))[(size_t)r * wpr + wl];
 	const size_t base = ((size_t)h * p.g.tokens + t) * dim + (size_t)wl * per_word;
-	for (uint32_t k = 0; k < per_word; k++)
-		kvt_store_elem(vraw, p.g.dtype, base + k,
-			       kivi_decode1((word >> (k * bits)) & mask, s, m));
+	kivi_decode_word_any(word, s, m, bits, p.g.dtype, vraw, base);
 }
 
 KVT_HD_FN void dequant_item(const struct kivi_plan &p, const uint8_t *enc,

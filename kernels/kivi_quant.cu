@@ -8,8 +8,25 @@
 
 #define QUANT_THREADS 256
 
+// Groups of up to KVT_REG_G tokens: one pass, values kept in registers.
+KVT_HD_FN void quant_key_regs(const struct kivi_plan &p, const uint8_t *raw,
+			      size_t base, size_t gi, uint8_t *enc)
+{
+	const uint32_t dim = p.g.dim, grp = p.g.group, dt = p.g.dtype;
+	float x[KVT_REG_G];
+	KVT_UNROLL
+	for (uint32_t j = 0; j < KVT_REG_G; j++)
+		if (j < grp)
+			x[j] = kvt_load_elem(raw, dt, base + (size_t)j * dim);
+	uint32_t *words = (uint32_t *)(enc + p.k.codes) + gi * p.k.wpg;
+	const struct kivi_group q = kivi_quant_regs_any(x, grp, p.g.bits, words);
+	((uint16_t *)(enc + p.k.scales))[gi] = q.sh;
+	((uint16_t *)(enc + p.k.mins))[gi] = q.mh;
+}
+
+// A key thread quantizes the G tokens of one channel of one group.
 KVT_HD_FN void quant_key(const struct kivi_plan &p, const uint8_t *raw,
-				 uint8_t *enc, uint32_t i)
+			 uint8_t *enc, uint32_t i)
 {
 	const uint32_t dim = p.g.dim, grp = p.g.group, bits = p.g.bits;
 	const uint32_t per_word = 32u / bits, dt = p.g.dtype;
@@ -17,6 +34,11 @@ KVT_HD_FN void quant_key(const struct kivi_plan &p, const uint8_t *raw,
 	const uint32_t d = i % dim, rest = i / dim;
 	const uint32_t gl = rest % p.k.ng, h = rest / p.k.ng;
 	const size_t base = ((size_t)h * p.g.tokens + (size_t)gl * grp) * dim + d;
+	const size_t gi = ((size_t)h * p.k.ng + gl) * dim + d;
+	if (grp <= KVT_REG_G) {
+		quant_key_regs(p, raw, base, gi, enc);
+		return;
+	}
 	float mn = kvt_load_elem(raw, dt, base), mx = mn;
 	for (uint32_t j = 1; j < grp; j++) {
 		float x = kvt_load_elem(raw, dt, base + (size_t)j * dim);
@@ -24,7 +46,6 @@ KVT_HD_FN void quant_key(const struct kivi_plan &p, const uint8_t *raw,
 		mx = x > mx ? x : mx;
 	}
 	const struct kivi_group q = kivi_params(mn, mx, bits);
-	const size_t gi = ((size_t)h * p.k.ng + gl) * dim + d;
 	((uint16_t *)(enc + p.k.scales))[gi] = q.sh;
 	((uint16_t *)(enc + p.k.mins))[gi] = q.mh;
 	uint32_t *words = (uint32_t *)(enc + p.k.codes) + gi * p.k.wpg;
@@ -48,6 +69,17 @@ KVT_HD_FN void quant_value(const struct kivi_plan &p,
 	const uint32_t c = i % p.v.nc, r = i / p.v.nc; // r = head * tq + token
 	const uint32_t h = r / p.v.tq, t = r % p.v.tq;
 	const size_t base = ((size_t)h * p.g.tokens + t) * dim + (size_t)c * grp;
+	const size_t gi = (size_t)r * p.v.nc + c;
+	uint8_t *venc = enc + p.k_len;
+	uint32_t *words = (uint32_t *)(venc + p.v.codes) + gi * p.v.wpg;
+	if (grp <= KVT_REG_G) {
+		float xs[KVT_REG_G];
+		kivi_load_run(raw, dt, base, grp, xs);
+		const struct kivi_group q = kivi_quant_regs_any(xs, grp, bits, words);
+		((uint16_t *)(venc + p.v.scales))[gi] = q.sh;
+		((uint16_t *)(venc + p.v.mins))[gi] = q.mh;
+		return;
+	}
 	float mn = kvt_load_elem(raw, dt, base), mx = mn;
 	for (uint32_t k = 1; k < grp; k++) {
 		float x = kvt_load_elem(raw, dt, base + k);
@@ -55,11 +87,8 @@ KVT_HD_FN void quant_value(const struct kivi_plan &p,
 		mx = x > mx ? x : mx;
 	}
 	const struct kivi_group q = kivi_params(mn, mx, bits);
-	const size_t gi = (size_t)r * p.v.nc + c;
-	uint8_t *venc = enc + p.k_len;
 	((uint16_t *)(venc + p.v.scales))[gi] = q.sh;
 	((uint16_t *)(venc + p.v.mins))[gi] = q.mh;
-	uint32_t *words = (uint32_t *)(venc + p.v.codes) + gi * p.v.wpg;
 	for (uint32_t w = 0; w < p.v.wpg; w++) {
 		uint32_t acc = 0;
 		for (uint32_t k = 0; k < per_word; k++) {

@@ -25,6 +25,9 @@ static const struct kvt_kivi_geom geoms[] = {
 	{3, 40, 64, F16, 2, 32, 4},  /* 32 quantized tokens, 8 residual */
 	{1, 20, 32, F32, 8, 4, 2},   /* 16 quantized, 4 residual, group 4 */
 	{2, 8, 64, BF16, 2, 16, 0},  /* fewer tokens than a group: all residual */
+	{1, 64, 128, F16, 2, 64, 0}, /* groups past the register path */
+	{2, 128, 128, F32, 4, 128, 0},
+	{2, 16, 64, F16, 8, 4, 0},   /* 8-byte groups: scalar loads, 8-byte stores */
 };
 #define N_GEOMS (sizeof geoms / sizeof geoms[0])
 
