@@ -40,11 +40,12 @@ extern "C" {
  * keys[i] is stored from srcs[i] (host address, metas[i].len bytes, codec
  * metas[i].codec). geom describes KIVI blocks (every KIVI item must have
  * metas[i].len equal to its encoded size; NULL when all items are raw).
- * Keys already on the GPU are replaced. Errors (nothing enqueued, tier
+ * Keys already on the GPU are replaced; keys must be distinct. Errors (nothing enqueued, tier
  * unchanged): -EINVAL (bad arguments, a source not mapped for the GPU, a
  * KIVI item without geom or with the wrong length), KVT_ECODEC (another
- * codec), KVT_ENOSPACE (the pool cannot hold them all), -ENOMEM,
- * KVT_ECUDA, KVT_ENOGPU.
+ * codec), KVT_ENOSPACE (the pool cannot hold them all), KVT_ETOOBIG (an
+ * encoded block does not fit in shared memory), -ENOMEM, KVT_ECUDA,
+ * KVT_ENOGPU.
  */
 int kvt_gpu_tier_reload(struct kvt_tier *gpu, size_t n,
 			const struct kvt_block_key *keys,
