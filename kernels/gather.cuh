@@ -10,7 +10,8 @@ int kvt_gather_launch(const struct kvt_gpu_item *items, uint32_t n,
 		      uint64_t max_len, cudaStream_t st);
 
 // Thread tid of nt copies its share of len bytes src -> dst: 16-byte loads,
-// several in flight per thread, when both ends are 16-byte aligned.
+// several in flight per thread, when both ends are 16-byte aligned; 4-byte
+// words when both are 4-byte aligned; bytes otherwise.
 KVT_HD_FN void kvt_block_copy(const uint8_t *src, uint8_t *dst, uint32_t len,
 			      uint32_t tid, uint32_t nt)
 {
@@ -30,6 +31,14 @@ KVT_HD_FN void kvt_block_copy(const uint8_t *src, uint8_t *dst, uint32_t len,
 					d[i + u * nt] = v[u];
 		}
 		done = nv * 16u;
+	} else if ((((uintptr_t)src | (uintptr_t)dst) & 3u) == 0) {
+		// 4-byte aligned (encoded blocks need not start on 16 bytes)
+		const uint32_t *s = (const uint32_t *)src;
+		uint32_t *d = (uint32_t *)dst;
+		const uint32_t nw = len / 4u;
+		for (uint32_t i = tid; i < nw; i += nt)
+			d[i] = s[i];
+		done = nw * 4u;
 	}
 	for (uint32_t i = done + tid; i < len; i += nt)
 		dst[i] = src[i];

@@ -346,7 +346,8 @@ Test(gather_gpu, scattered_blocks_arrive_byte_exact)
 	struct kvt_gpu_item *it = kvt_gpu_batch_items(b);
 	for (uint32_t i = 0; i < n; i++) {
 		/* lengths from 0 to 69,999 bytes; some starts misaligned */
-		size_t len = (size_t)(i * 7919u) % 70000, so = i % 3 == 0 ? i % 16 : 0;
+		size_t len = (size_t)(i * 7919u) % 70000;
+		size_t so = i % 3 == 0 ? i % 16 : (i % 3 == 1 ? 4 * (i % 4) : 0);
 		if (len + so > stride)
 			len = stride - so;
 		uint32_t d = slot_of(i, n);

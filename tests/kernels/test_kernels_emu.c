@@ -85,7 +85,8 @@ Test(kernels_emu, gather_is_byte_exact)
 		src[i] = (uint8_t)(kt_uniform(&seed) * 256.0f);
 	struct kvt_gpu_item it[N];
 	for (uint32_t i = 0; i < N; i++) {
-		size_t len = (size_t)(i * 104729u) % (STRIDE - 16), off = i % 4 ? 0 : i % 16;
+		size_t len = (size_t)(i * 104729u) % (STRIDE - 16);
+		size_t off = i % 4 == 0 ? i % 16 : (i % 4 == 1 ? 4 * (i % 4) : 0);
 		uint32_t d = (i * 7 + 1) % N;
 		it[i] = (struct kvt_gpu_item){src + (size_t)i * STRIDE + off,
 					      dst + (size_t)d * STRIDE + off, len};
