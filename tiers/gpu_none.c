@@ -30,3 +30,11 @@ int kvt_gpu_tier_reload_wait(struct kvt_tier *gpu, int *results)
 	(void)gpu, (void)results;
 	return KVT_ENOGPU;
 }
+
+int kvt_gpu_tier_spill(struct kvt_tier *gpu, size_t n,
+		       const struct kvt_block_key *keys, void *const *dsts,
+		       const struct kvt_kivi_geom *geom, struct kvt_stream *s)
+{
+	(void)gpu, (void)n, (void)keys, (void)dsts, (void)geom, (void)s;
+	return KVT_ENOGPU;
+}

@@ -1,7 +1,8 @@
 /*
  * gpu_reload.c - asynchronous batched reload into the GPU tier: one gather
  * launch for raw blocks, one fused gather + KIVI decode launch for
- * quantized ones, an event to poll. See gpu_tier.h for the contract.
+ * quantized ones, an event to poll; and the spill the other way (one
+ * quantize launch, one gather out). See gpu_tier.h for the contract.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@ void kvt_gpu_reload_release(struct gpu_tier *g)
 	kvt_gpu_batch_free(r->raw);
 	kvt_gpu_batch_free(r->kivi);
 	kvt_gpu_event_destroy(r->done);
+	kvt_gpu_free(r->stage);
 	free(r->keys);
 	free(r->kivi_of);
 	memset(r, 0, sizeof *r);
@@ -50,7 +52,8 @@ static int ensure_cap(struct gpu_tier *g, uint32_t n)
 	free(r->keys);
 	free(r->kivi_of);
 	*r = (struct gpu_reload){.raw = raw, .kivi = kivi, .keys = keys,
-				 .kivi_of = kivi_of, .cap = cap, .done = r->done};
+				 .kivi_of = kivi_of, .cap = cap, .done = r->done,
+				 .stage = r->stage, .stage_cap = r->stage_cap};
 	return 0;
 }
 
@@ -218,5 +221,79 @@ int kvt_gpu_tier_reload_wait(struct kvt_tier *gpu, int *results)
 			results[i] = ri;
 		first = first ? first : ri;
 	}
-	return first;
+	return rc ? KVT_ECUDA : first;
+}
+
+/* ---------------------------------------------------------------- spill */
+
+static int ensure_stage(struct gpu_reload *r, size_t bytes)
+{
+	if (r->stage_cap >= bytes)
+		return 0;
+	void *p;
+	int rc = kvt_gpu_malloc(bytes, &p);
+	if (rc)
+		return rc;
+	kvt_gpu_free(r->stage);
+	r->stage = p;
+	r->stage_cap = bytes;
+	return 0;
+}
+
+/* Quantize items: raw GPU blocks -> staging; gather items: staging -> dsts. */
+static int fill_spill(struct gpu_tier *g, size_t n,
+		      const struct kvt_block_key *keys, void *const *dsts,
+		      size_t raw, size_t enc, size_t slot)
+{
+	struct gpu_reload *r = &g->reload;
+	struct kvt_gpu_item *q = kvt_gpu_batch_items(r->kivi);
+	struct kvt_gpu_item *out = kvt_gpu_batch_items(r->raw);
+	for (size_t i = 0; i < n; i++) {
+		struct kvt_block_loc loc;
+		if (!dsts[i])
+			return -EINVAL;
+		int rc = g->base.ops->locate(&g->base, &keys[i], &loc);
+		if (rc)
+			return rc;
+		if (loc.len != raw)
+			return -EINVAL;
+		void *dst;
+		if ((rc = kvt_gpu_host_device_ptr(dsts[i], &dst)))
+			return rc == KVT_ENOGPU ? rc : -EINVAL;
+		q[i] = (struct kvt_gpu_item){loc.ptr, r->stage + i * slot, 0};
+		out[i] = (struct kvt_gpu_item){r->stage + i * slot, dst, enc};
+	}
+	return 0;
+}
+
+int kvt_gpu_tier_spill(struct kvt_tier *gpu, size_t n,
+		       const struct kvt_block_key *keys, void *const *dsts,
+		       const struct kvt_kivi_geom *geom, struct kvt_stream *s)
+{
+	struct gpu_tier *g = gpu_of(gpu);
+	size_t raw, enc;
+	kvt_gpu_tier_reload_wait(gpu, NULL);
+	if (!keys || !dsts || !geom || n > (1u << 24))
+		return -EINVAL;
+	int rc = kvt_kivi_geom_sizes(geom, &raw, NULL, &enc);
+	if (rc || n == 0)
+		return rc;
+	const size_t slot = (enc + 255) / 256 * 256;
+	if ((rc = ensure_cap(g, (uint32_t)n)) || (rc = ensure_stage(&g->reload, n * slot)))
+		return rc;
+	if ((rc = fill_spill(g, n, keys, dsts, raw, enc, slot)))
+		return rc;
+	struct kvt_stream *st = s ? s : g->stream;
+	rc = kvt_kivi_quantize(geom, g->reload.kivi, (uint32_t)n, st);
+	if (rc == 0)
+		rc = kvt_gpu_gather(g->reload.raw, (uint32_t)n, st);
+	if (rc == 0)
+		rc = kvt_gpu_event_record(g->reload.done, st);
+	if (rc) {
+		kvt_stream_sync(st);
+		return rc;
+	}
+	g->reload.n = 0; /* nothing to drop on failure: the tier is unchanged */
+	g->reload.pending = 1;
+	return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * gpu_tier.h - what the GPU tier offers beyond the tier contract: an
- * asynchronous batched reload from the host tier.
+ * asynchronous batched reload from the host tier, and the spill back.
  *
  * The GPU tier (kvt_gpu_tier_create in tier.h) is one cudaMalloc'd pool.
  * Its locate() returns device addresses (fd -1, offset = offset in the
@@ -65,6 +65,22 @@ int kvt_gpu_tier_reload_poll(struct kvt_tier *gpu);
  * failure every key of the request is removed).
  */
 int kvt_gpu_tier_reload_wait(struct kvt_tier *gpu, int *results);
+
+/*
+ * Spill: quantizes n raw blocks of the GPU tier with KIVI geometry geom on
+ * the GPU (one launch, into a device staging area) and writes each encoded
+ * block (kvt_kivi_geom_sizes' `encoded` bytes, K stream then V stream, the
+ * bytes the CPU codec writes) to dsts[i], host addresses of pinned mapped
+ * memory, with one gather launch; on stream s (NULL: the tier's). The tier
+ * is unchanged (the caller deletes the blocks once they are stored
+ * elsewhere). Completion as for a reload: kvt_gpu_tier_reload_poll/_wait
+ * (no per-item results). Errors: -EINVAL (bad arguments, a key not stored
+ * raw with the geometry's size, a destination not mapped), KVT_ENOTFOUND,
+ * KVT_ECODEC, -ENOMEM, KVT_ECUDA, KVT_ENOGPU.
+ */
+int kvt_gpu_tier_spill(struct kvt_tier *gpu, size_t n,
+		       const struct kvt_block_key *keys, void *const *dsts,
+		       const struct kvt_kivi_geom *geom, struct kvt_stream *s);
 
 #ifdef __cplusplus
 }

@@ -179,3 +179,49 @@ Test(gpu_tier, bad_requests_are_rejected)
 	cr_assert_eq(u.n_blocks, 0);
 	teardown(&f);
 }
+
+Test(gpu_tier, spill_writes_the_cpu_encoding_to_host_memory)
+{
+	need_gpu();
+	struct fixture f;
+	setup(&f, 9, 0);
+	/* Raw blocks onto the GPU (keys of the raw items of the fixture). */
+	struct kvt_block_key keys[9];
+	uint8_t *raws[9];
+	size_t n = 0;
+	for (uint32_t i = 0; i < f.n; i++) {
+		raws[n] = kt_raw_block(&geom, 500 + i);
+		keys[n] = (struct kvt_block_key){43, 0, i};
+		struct kvt_block_meta m = {.len = (uint32_t)f.raw, .raw_len = (uint32_t)f.raw,
+					   .codec = KVT_CODEC_RAW, .n_tokens = 16};
+		cr_assert_eq(f.gpu->ops->put(f.gpu, &keys[n], raws[n], &m), 0);
+		n++;
+	}
+	uint8_t *out;
+	cr_assert_eq(kvt_gpu_host_alloc(n * f.enc, (void **)&out), 0);
+	memset(out, 0xee, n * f.enc);
+	void *dsts[9];
+	for (size_t i = 0; i < n; i++)
+		dsts[i] = out + (n - 1 - i) * f.enc;
+	cr_assert_eq(kvt_gpu_tier_spill(f.gpu, n, keys, dsts, &geom, NULL), 0);
+	cr_assert_eq(kvt_gpu_tier_reload_wait(f.gpu, NULL), 0);
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+		uint8_t *want = kt_cpu_encode(&geom, raws[i], &len);
+		cr_assert_eq(len, f.enc);
+		cr_assert_eq(memcmp(dsts[i], want, len), 0, "block %zu", i);
+		free(want);
+		free(raws[i]);
+	}
+	struct kvt_tier_usage u;
+	cr_assert_eq(f.gpu->ops->usage(f.gpu, &u), 0);
+	cr_assert_eq(u.n_blocks, n);
+	/* A key that is not there, and a block of another size. */
+	struct kvt_block_key missing = {99, 0, 0};
+	cr_assert_eq(kvt_gpu_tier_spill(f.gpu, 1, &missing, dsts, &geom, NULL), KVT_ENOTFOUND);
+	struct kvt_block_meta small = {.len = 1000, .raw_len = 1000, .codec = KVT_CODEC_RAW};
+	cr_assert_eq(f.gpu->ops->put(f.gpu, &missing, out, &small), 0);
+	cr_assert_eq(kvt_gpu_tier_spill(f.gpu, 1, &missing, dsts, &geom, NULL), -EINVAL);
+	kvt_gpu_host_free(out);
+	teardown(&f);
+}
