@@ -51,6 +51,26 @@ for t in test_kernels test_gpu_tier test_contract_gpu; do
 done
 (cd "$B" && ctest -R "test_kernels_emu|test_contract_host|test_kivi" --output-on-failure) || status=1
 
+# Out-of-bounds and misaligned accesses (memcheck) in the kernel tests, when
+# compute-sanitizer works on this machine (KVT_SANITIZE=0 skips it).
+cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [ -n "$cs" ] && [ "${KVT_SANITIZE:-1}" != 0 ]; then
+  echo "== compute-sanitizer memcheck: test_kernels, test_gpu_tier"
+  for t in test_kernels test_gpu_tier; do
+    bin=$(find "$B/tests" -name "$t" -type f -perm -u+x | head -1)
+    timeout 240 "$cs" --tool memcheck --error-exitcode 9 --target-processes all \
+      "$bin" --jobs 1 >"$B/$t.memcheck" 2>&1
+    rc=$?
+    tail -3 "$B/$t.memcheck"
+    case $rc in
+      0) echo "memcheck $t: clean" ;;
+      9) echo "memcheck $t: ERRORS (see $B/$t.memcheck)"; status=1;
+         grep -m 20 -E "Invalid|Address|at 0x|by thread" "$B/$t.memcheck" ;;
+      *) echo "memcheck $t: did not complete (rc $rc), not counted" ;;
+    esac
+  done
+fi
+
 echo "== bench_kernels (default: 16384 blocks of 8x32x64 fp16, KIVI 2-bit group 32)"
 "$B/bench/bench_kernels" || status=1
 echo "== bench_kernels (the store's default block: 8x16x128 fp16, group 16)"
