@@ -15,8 +15,11 @@
  * memory (what the host tier's locate() returns).
  *
  * How the store calls it (movement policy unchanged):
- *   locate each wanted block in the host tier, then
- *   kvt_gpu_tier_reload(gpu, n, keys, srcs, metas, &geom, stream);
+ *   locate each wanted block in the host tier (srcs[i] = loc.ptr, metas[i]
+ *   from its stat), build the cache's block geometry
+ *     geom = {n_kv_heads, block_tokens, head_dim, dtype, cold.bits,
+ *             group as kvt_cache_block_codec() sets it, residual 0},
+ *   then kvt_gpu_tier_reload(gpu, n, keys, srcs, metas, &geom, stream);
  *   ... enqueue work that reads the blocks on the same stream, or do
  *   CPU work and poll with kvt_gpu_tier_reload_poll(gpu);
  *   kvt_gpu_tier_reload_wait(gpu, results) before the host blocks may be
