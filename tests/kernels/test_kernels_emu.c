@@ -8,6 +8,7 @@
 
 #include "emu_internal.h"
 #include "kernel_test.h"
+#include "kivi_internal.h"
 
 #define F16 KVT_DTYPE_F16
 #define BF16 KVT_DTYPE_BF16
@@ -153,4 +154,33 @@ Test(kernels_emu, scores_and_topk_equal_the_cpu)
 	check_topk(2, 129, 32, 129);
 	check_topk(1, 1, 16, 1);
 	check_topk(1, 700, 8, 1024 > 700 ? 700 : 1024);
+}
+
+/* Groups whose minimum or maximum is a zero of both signs: the kernels
+ * keep the first one met, as the scalar reference does (the x86 SIMD path
+ * of the CPU codec may keep the other: see docs/gpu.md). */
+Test(kernels_emu, signed_zero_ties_follow_the_scalar_reference)
+{
+	enum { H = 1, T = 32, D = 64, N = H * T * D };
+	const struct kvt_kivi_geom g = {H, T, D, F16, 2, 32, 0};
+	uint16_t x[2 * N];
+	for (int i = 0; i < 2 * N; i++)
+		x[i] = kvt_f32_to_f16(1.0f + (float)(i % 7) * 0.25f);
+	x[3] = 0x8000, x[D + 3] = 0x0000;         /* K channel 3: -0, then +0 */
+	x[N + 0] = 0x0000, x[N + 5] = 0x8000;     /* V row 0: +0, then -0 */
+	x[N + D + 1] = 0x8000, x[N + D + 9] = 0x0000;
+	size_t ks, enc;
+	cr_assert_eq(kvt_kivi_geom_sizes(&g, NULL, &ks, &enc), 0);
+	uint8_t *got = malloc(enc), *want = calloc(1, enc);
+	cr_assert_eq(kvt_emu_kivi_quantize(&g, x, got), 0);
+	memcpy(want, got, 40);
+	memcpy(want + ks, got + ks, 40);
+	struct kvt_codec_header h;
+	cr_assert_eq(kvt_codec_read_header(got, ks, &h), 0);
+	cr_assert_eq(kvt_kivi_encode_ref(&h, x, want + 40), 0);
+	cr_assert_eq(kvt_codec_read_header(got + ks, enc - ks, &h), 0);
+	cr_assert_eq(kvt_kivi_encode_ref(&h, x + N, want + ks + 40), 0);
+	cr_assert_eq(memcmp(got, want, enc), 0);
+	free(got);
+	free(want);
 }
