@@ -45,4 +45,16 @@ pc liburing uring "$(pkg-config --modversion liburing)"
 pc lmdb lmdb "$(pkg-config --modversion lmdb)"
 pc libzstd zstd "$(pkg-config --modversion libzstd)"
 pc libxxhash xxhash "$(pkg-config --modversion libxxhash)"
+# pkg-config itself, in case the GPU machine has none (a wrapper that finds
+# its library).
+mkdir -p "$D/bin"
+mkdir -p "$D/pkgconf"
+cp -L "$(readlink -f "$(command -v pkg-config)")" "$D/pkgconf/pkgconf"
+cp -L "$(ldd "$D/pkgconf/pkgconf" | awk '/libpkgconf/ {print $3}')" "$D/pkgconf/"
+cat >"$D/bin/pkg-config" <<'SH'
+#!/bin/sh
+d=$(dirname "$(readlink -f "$0")")/../pkgconf
+LD_LIBRARY_PATH="$d" exec "$d/pkgconf" "$@"
+SH
+chmod +x "$D/bin/pkg-config"
 echo "device_bundle: $(du -sh "$D" | cut -f1) in $D (carry it to the GPU machine)"

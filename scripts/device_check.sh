@@ -23,6 +23,10 @@ if [ -n "${KVT_USE_DEVDEPS:-}" ] || ! pkg-config --exists $mods 2>/dev/null; the
   fi
   D=$PWD/.devdeps
   export PKG_CONFIG_PATH="$D/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  if ! command -v pkg-config >/dev/null; then
+    export PATH="$D/bin:$PATH"
+    extra+=("-DPKG_CONFIG_EXECUTABLE=$D/bin/pkg-config")
+  fi
   extra+=("-DCMAKE_EXE_LINKER_FLAGS=-Wl,-rpath-link,$D/lib -Wl,-rpath,$D/lib")
   echo "device_check: using bundled dependencies from .devdeps"
 fi
