@@ -27,10 +27,10 @@ int kvt_emu_kivi_dequantize(const struct kvt_kivi_geom *g, const void *enc,
 /* The gather kernel over n items. */
 int kvt_emu_gather(const struct kvt_gpu_item *items, uint32_t n);
 
-/* kvt_gpu_score_topk on host arrays. */
-int kvt_emu_score_topk(const float *q, uint32_t nq, const float *keys,
-		       uint32_t m, uint32_t dim, uint32_t k, float *scores,
-		       uint32_t *top_idx, float *top_score);
+/* kvt_gpu_score_topk_sets on host arrays. */
+int kvt_emu_score_topk(const float *q, uint32_t sets, uint32_t nq,
+		       const float *keys, uint32_t m, uint32_t dim, uint32_t k,
+		       float *scores, uint32_t *top_idx, float *top_score);
 
 #ifdef __cplusplus
 }

@@ -201,6 +201,16 @@ int kvt_gpu_score_topk(const float *q, uint32_t nq, const float *keys,
 		       uint32_t *top_idx, float *top_score,
 		       struct kvt_stream *s);
 
+/*
+ * The same for `sets` independent problems in one pair of launches (one
+ * set per kv head, say): q [sets][nq][dim] against keys [sets][m][dim];
+ * scores [sets][nq][m], top_idx and top_score [sets][nq][k]. sets <= 65535.
+ */
+int kvt_gpu_score_topk_sets(const float *q, uint32_t sets, uint32_t nq,
+			    const float *keys, uint32_t m, uint32_t dim,
+			    uint32_t k, float *scores, uint32_t *top_idx,
+			    float *top_score, struct kvt_stream *s);
+
 #ifdef __cplusplus
 }
 #endif

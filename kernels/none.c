@@ -83,3 +83,13 @@ int kvt_gpu_score_topk(const float *q, uint32_t nq, const float *keys,
 	(void)scores, (void)top_idx, (void)top_score, (void)s;
 	return KVT_ENOGPU;
 }
+
+int kvt_gpu_score_topk_sets(const float *q, uint32_t sets, uint32_t nq,
+			    const float *keys, uint32_t m, uint32_t dim,
+			    uint32_t k, float *scores, uint32_t *top_idx,
+			    float *top_score, struct kvt_stream *s)
+{
+	(void)q, (void)sets, (void)nq, (void)keys, (void)m, (void)dim, (void)k;
+	(void)scores, (void)top_idx, (void)top_score, (void)s;
+	return KVT_ENOGPU;
+}

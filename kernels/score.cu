@@ -21,17 +21,19 @@ KVT_HD_FN float dot(const float *q, const float *k, uint32_t dim)
 	return s;
 }
 
+// Grid: x over keys, y over queries, z over sets (one key set per head).
 static __global__ void score_kernel(const float *q, const float *keys,
-				    uint32_t m, uint32_t dim, float *scores)
+				    uint32_t nq, uint32_t m, uint32_t dim,
+				    float *scores)
 {
 	extern __shared__ float qs[];
-	const uint32_t qi = blockIdx.y;
+	const size_t row = (size_t)blockIdx.z * nq + blockIdx.y;
 	for (uint32_t d = threadIdx.x; d < dim; d += blockDim.x)
-		qs[d] = q[(size_t)qi * dim + d];
+		qs[d] = q[row * dim + d];
 	__syncthreads();
 	const uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
 	if (j < m)
-		scores[(size_t)qi * m + j] = dot(qs, keys + (size_t)j * dim, dim);
+		scores[row * m + j] = dot(qs, keys + ((size_t)blockIdx.z * m + j) * dim, dim);
 }
 
 struct cand {
@@ -108,30 +110,46 @@ static uint32_t topk_span(uint32_t k)
 	return span;
 }
 
-int kvt_score_launch(const float *q, uint32_t nq, const float *keys, uint32_t m,
-		     uint32_t dim, float *scores, cudaStream_t st)
+int kvt_score_launch(const float *q, uint32_t sets, uint32_t nq,
+		     const float *keys, uint32_t m, uint32_t dim, float *scores,
+		     cudaStream_t st)
 {
-	dim3 grid((m + SCORE_THREADS - 1) / SCORE_THREADS, nq);
+	dim3 grid((m + SCORE_THREADS - 1) / SCORE_THREADS, nq, sets);
 	score_kernel<<<grid, SCORE_THREADS, dim * sizeof(float), st>>>(
-		q, keys, m, dim, scores);
+		q, keys, nq, m, dim, scores);
 	return kvt_cuda_launched();
 }
 
-int kvt_topk_launch(const float *scores, uint32_t nq, uint32_t m, uint32_t k,
+int kvt_topk_launch(const float *scores, uint32_t rows, uint32_t m, uint32_t k,
 		    uint32_t *top_idx, float *top_score, cudaStream_t st)
 {
 	const uint32_t span = topk_span(k);
-	topk_kernel<<<nq, TOPK_THREADS, 2 * span * sizeof(struct cand), st>>>(
+	topk_kernel<<<rows, TOPK_THREADS, 2 * span * sizeof(struct cand), st>>>(
 		scores, m, k, span, top_idx, top_score);
 	return kvt_cuda_launched();
 }
 
-static int score_args_ok(const float *q, uint32_t nq, const float *keys,
-			 uint32_t m, uint32_t dim, uint32_t k,
+static int score_args_ok(const float *q, uint32_t sets, uint32_t nq,
+			 const float *keys, uint32_t m, uint32_t dim, uint32_t k,
 			 const float *scores, const uint32_t *top_idx)
 {
-	return q && keys && scores && top_idx && nq && nq <= 65535 && m &&
-	       dim && dim <= SCORE_MAX_DIM && k && k <= m && k <= TOPK_MAX;
+	return q && keys && scores && top_idx && sets && sets <= 65535 && nq &&
+	       nq <= 65535 && (uint64_t)sets * nq <= 0x7fffffffu && m && dim &&
+	       dim <= SCORE_MAX_DIM && k && k <= m && k <= TOPK_MAX;
+}
+
+extern "C" int kvt_gpu_score_topk_sets(const float *q, uint32_t sets,
+				       uint32_t nq, const float *keys,
+				       uint32_t m, uint32_t dim, uint32_t k,
+				       float *scores, uint32_t *top_idx,
+				       float *top_score, struct kvt_stream *s)
+{
+	if (!score_args_ok(q, sets, nq, keys, m, dim, k, scores, top_idx))
+		return -EINVAL;
+	cudaStream_t st = kvt_cu_stream(s);
+	int rc = kvt_score_launch(q, sets, nq, keys, m, dim, scores, st);
+	return rc ? rc : kvt_topk_launch(scores, sets * nq, m, k, top_idx,
+					 top_score, st);
 }
 
 extern "C" int kvt_gpu_score_topk(const float *q, uint32_t nq, const float *keys,
@@ -139,32 +157,30 @@ extern "C" int kvt_gpu_score_topk(const float *q, uint32_t nq, const float *keys
 				  float *scores, uint32_t *top_idx,
 				  float *top_score, struct kvt_stream *s)
 {
-	if (!score_args_ok(q, nq, keys, m, dim, k, scores, top_idx))
-		return -EINVAL;
-	cudaStream_t st = kvt_cu_stream(s);
-	int rc = kvt_score_launch(q, nq, keys, m, dim, scores, st);
-	return rc ? rc : kvt_topk_launch(scores, nq, m, k, top_idx, top_score, st);
+	return kvt_gpu_score_topk_sets(q, 1, nq, keys, m, dim, k, scores,
+				       top_idx, top_score, s);
 }
 
-extern "C" int kvt_emu_score_topk(const float *q, uint32_t nq, const float *keys,
-				  uint32_t m, uint32_t dim, uint32_t k,
-				  float *scores, uint32_t *top_idx,
+extern "C" int kvt_emu_score_topk(const float *q, uint32_t sets, uint32_t nq,
+				  const float *keys, uint32_t m, uint32_t dim,
+				  uint32_t k, float *scores, uint32_t *top_idx,
 				  float *top_score)
 {
-	if (!score_args_ok(q, nq, keys, m, dim, k, scores, top_idx))
+	if (!score_args_ok(q, sets, nq, keys, m, dim, k, scores, top_idx))
 		return -EINVAL;
-	for (uint32_t i = 0; i < nq; i++)
-		for (uint32_t j = 0; j < m; j++)
-			scores[(size_t)i * m + j] = dot(q + (size_t)i * dim,
-							keys + (size_t)j * dim, dim);
+	for (uint32_t z = 0; z < sets; z++)
+		for (uint32_t i = 0; i < nq; i++)
+			for (uint32_t j = 0; j < m; j++)
+				scores[((size_t)z * nq + i) * m + j] =
+					dot(q + ((size_t)z * nq + i) * dim,
+					    keys + ((size_t)z * m + j) * dim, dim);
 	const uint32_t span = topk_span(k);
 	struct cand *cs = (struct cand *)malloc(2 * span * sizeof *cs);
 	if (!cs)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < nq; i++)
-		topk_row(scores + (size_t)i * m, m, k, span, cs,
-			 top_idx + (size_t)i * k,
-			 top_score ? top_score + (size_t)i * k : NULL, 0, 1);
+	for (size_t r = 0; r < (size_t)sets * nq; r++)
+		topk_row(scores + r * m, m, k, span, cs, top_idx + r * k,
+			 top_score ? top_score + r * k : NULL, 0, 1);
 	free(cs);
 	return 0;
 }

@@ -383,49 +383,64 @@ static int ref_cmp(const void *a, const void *b)
 	return x->i < y->i ? -1 : (x->i > y->i);
 }
 
-static void check_topk(uint32_t nq, uint32_t m, uint32_t dim, uint32_t k)
+/* Scores bit for bit and top-k against a CPU loop and qsort. */
+static void check_topk_ref(uint32_t sets, uint32_t nq, uint32_t m, uint32_t dim,
+			   uint32_t k, const float *q, const float *keys,
+			   const float *s, const uint32_t *ti, const float *ts)
 {
-	float *q = malloc((size_t)nq * dim * 4), *keys = malloc((size_t)m * dim * 4);
-	uint64_t seed = m + k;
-	for (size_t i = 0; i < (size_t)nq * dim; i++)
-		q[i] = kt_uniform(&seed);
-	for (uint32_t j = 0; j < m; j++)
-		for (uint32_t d = 0; d < dim; d++)
-			keys[(size_t)j * dim + d] = j % 10 == 9
-				? keys[(size_t)(j - 4) * dim + d] /* exact ties */
-				: kt_uniform(&seed);
-	float *qd = dev_alloc((size_t)nq * dim * 4, 0);
-	float *kd = dev_alloc((size_t)m * dim * 4, 0);
-	float *sd = dev_alloc((size_t)nq * m * 4, 0);
-	uint32_t *id = dev_alloc((size_t)nq * k * 4, 0);
-	float *td = dev_alloc((size_t)nq * k * 4, 0);
-	to_dev(qd, q, (size_t)nq * dim * 4);
-	to_dev(kd, keys, (size_t)m * dim * 4);
-	cr_assert_eq(kvt_gpu_score_topk(qd, nq, kd, m, dim, k, sd, id, td, NULL), 0);
-	cr_assert_eq(kvt_stream_sync(NULL), 0);
-	float *s = malloc((size_t)nq * m * 4), *ts = malloc((size_t)nq * k * 4);
-	uint32_t *ti = malloc((size_t)nq * k * 4);
-	from_dev(s, sd, (size_t)nq * m * 4);
-	from_dev(ti, id, (size_t)nq * k * 4);
-	from_dev(ts, td, (size_t)nq * k * 4);
 	struct ref_cand *c = malloc(m * sizeof *c);
-	for (uint32_t i = 0; i < nq; i++) {
+	for (size_t i = 0; i < (size_t)sets * nq; i++) {
+		const float *kz = keys + i / nq * m * dim;
 		for (uint32_t j = 0; j < m; j++) {
 			float acc = 0.0f; /* -ffp-contract=off: no FMA */
 			for (uint32_t d = 0; d < dim; d++)
-				acc += q[(size_t)i * dim + d] * keys[(size_t)j * dim + d];
-			cr_assert_eq(kvt_f32_to_bits(s[(size_t)i * m + j]),
-				     kvt_f32_to_bits(acc), "score %u,%u", i, j);
+				acc += q[i * dim + d] * kz[(size_t)j * dim + d];
+			cr_assert_eq(kvt_f32_to_bits(s[i * m + j]), kvt_f32_to_bits(acc),
+				     "score %zu,%u", i, j);
 			c[j] = (struct ref_cand){acc, j};
 		}
 		qsort(c, m, sizeof *c, ref_cmp);
 		for (uint32_t r = 0; r < k; r++) {
-			cr_assert_eq(ti[(size_t)i * k + r], c[r].i,
-				     "query %u rank %u (m %u, k %u)", i, r, m, k);
-			cr_assert_eq(ts[(size_t)i * k + r], c[r].s);
+			cr_assert_eq(ti[i * k + r], c[r].i, "row %zu rank %u (m %u, k %u)",
+				     i, r, m, k);
+			cr_assert_eq(ts[i * k + r], c[r].s);
 		}
 	}
 	free(c);
+}
+
+static void check_topk(uint32_t sets, uint32_t nq, uint32_t m, uint32_t dim,
+		       uint32_t k)
+{
+	const size_t nqs = (size_t)sets * nq, nk = (size_t)sets * m;
+	float *q = malloc(nqs * dim * 4), *keys = malloc(nk * dim * 4);
+	uint64_t seed = m + k + sets;
+	for (size_t i = 0; i < nqs * dim; i++)
+		q[i] = kt_uniform(&seed);
+	for (size_t j = 0; j < nk; j++)
+		for (uint32_t d = 0; d < dim; d++)
+			keys[j * dim + d] = j % 10 == 9
+				? keys[(j - 4) * dim + d] /* exact ties */
+				: kt_uniform(&seed);
+	float *qd = dev_alloc(nqs * dim * 4, 0);
+	float *kd = dev_alloc(nk * dim * 4, 0);
+	float *sd = dev_alloc(nqs * m * 4, 0);
+	uint32_t *id = dev_alloc(nqs * k * 4, 0);
+	float *td = dev_alloc(nqs * k * 4, 0);
+	to_dev(qd, q, nqs * dim * 4);
+	to_dev(kd, keys, nk * dim * 4);
+	if (sets == 1)
+		cr_assert_eq(kvt_gpu_score_topk(qd, nq, kd, m, dim, k, sd, id, td, NULL), 0);
+	else
+		cr_assert_eq(kvt_gpu_score_topk_sets(qd, sets, nq, kd, m, dim, k, sd,
+						     id, td, NULL), 0);
+	cr_assert_eq(kvt_stream_sync(NULL), 0);
+	float *s = malloc(nqs * m * 4), *ts = malloc(nqs * k * 4);
+	uint32_t *ti = malloc(nqs * k * 4);
+	from_dev(s, sd, nqs * m * 4);
+	from_dev(ti, id, nqs * k * 4);
+	from_dev(ts, td, nqs * k * 4);
+	check_topk_ref(sets, nq, m, dim, k, q, keys, s, ti, ts);
 	free(q), free(keys), free(s), free(ts), free(ti);
 	kvt_gpu_free(qd), kvt_gpu_free(kd), kvt_gpu_free(sd);
 	kvt_gpu_free(id), kvt_gpu_free(td);
@@ -434,10 +449,11 @@ static void check_topk(uint32_t nq, uint32_t m, uint32_t dim, uint32_t k)
 Test(score_gpu, scores_and_topk_equal_the_cpu)
 {
 	need_gpu();
-	check_topk(3, 1000, 64, 10);
-	check_topk(2, 5000, 128, 300);
-	check_topk(4, 129, 32, 129); /* k = m, one partial chunk */
-	check_topk(1, 1, 16, 1);
+	check_topk(1, 3, 1000, 64, 10);
+	check_topk(1, 2, 5000, 128, 300);
+	check_topk(1, 4, 129, 32, 129); /* k = m, one partial chunk */
+	check_topk(1, 1, 1, 16, 1);
+	check_topk(8, 4, 700, 128, 64); /* one set per kv head */
 }
 
 Test(score_gpu, bad_arguments_are_einval)
