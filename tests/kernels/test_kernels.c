@@ -135,10 +135,24 @@ static void from_dev(void *dst, const void *src, size_t n)
 	cr_assert_eq(kvt_stream_sync(NULL), 0);
 }
 
-/* Item i uses slot (i * 5 + 3) % n: a scattered, permuted table. */
+static uint32_t gcd(uint32_t a, uint32_t b)
+{
+	while (b) {
+		uint32_t r = a % b;
+		a = b;
+		b = r;
+	}
+	return a;
+}
+
+/* Item i uses slot (i * c + 3) % n with c coprime to n: a scattered
+ * permutation, every slot used once. */
 static uint32_t slot_of(uint32_t i, uint32_t n)
 {
-	return (i * 5 + 3) % n;
+	uint32_t c = 5;
+	while (gcd(c, n) != 1)
+		c++;
+	return (i * c + 3) % n;
 }
 
 /* n raw blocks and their CPU encodings (host, contiguous). */
