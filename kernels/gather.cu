@@ -1,11 +1,7 @@
 // gather.cu - one launch copies N scattered blocks (typically from mapped
 // pinned host memory into GPU slots): the reload path of DESIGN.md, where
 // one copy per block reaches a third of the link.
-#include "emu_internal.h"
 #include "gather.cuh"
-
-#define GATHER_THREADS 256
-#define GATHER_CHUNK (64u << 10) // bytes per thread block
 
 static __global__ void gather_kernel(const struct kvt_gpu_item *items,
 				     uint32_t chunks_per_item)
@@ -51,19 +47,4 @@ extern "C" int kvt_gpu_gather(struct kvt_gpu_batch *b, uint32_t n,
 	cudaStream_t st = kvt_cu_stream(s);
 	int rc = kvt_batch_upload(b, n, st);
 	return rc ? rc : kvt_gather_launch(b->dev, n, max_len, st);
-}
-
-extern "C" int kvt_emu_gather(const struct kvt_gpu_item *items, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++)
-		for (uint64_t begin = 0; begin < items[i].len; begin += GATHER_CHUNK) {
-			const uint64_t left = items[i].len - begin;
-			const uint32_t len = left < GATHER_CHUNK ? (uint32_t)left
-								 : GATHER_CHUNK;
-			for (uint32_t t = 0; t < GATHER_THREADS; t++)
-				kvt_block_copy((const uint8_t *)items[i].src + begin,
-					       (uint8_t *)items[i].dst + begin,
-					       len, t, GATHER_THREADS);
-		}
-	return 0;
 }

@@ -4,6 +4,9 @@
 
 #include "common.cuh"
 
+#define GATHER_THREADS 256
+#define GATHER_CHUNK (64u << 10) // bytes per thread block
+
 // Enqueues the copy of n items (device table) whose lengths are at most
 // max_len; 0 or a kvtier code.
 int kvt_gather_launch(const struct kvt_gpu_item *items, uint32_t n,
