@@ -38,7 +38,8 @@ t0=$(date +%s)
 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVT_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES=90 "${extra[@]}" >"$B/configure.log" 2>&1 ||
   { cat "$B/configure.log"; echo "device_check: configure failed"; exit 1; }
-tests="test_kernels test_kernels_emu test_gpu_tier test_contract_gpu test_contract_host test_kivi"
+tests="test_kernels test_kernels_emu test_gpu_tier test_contract_gpu test_contract_host test_kivi
+  test_kernels_fake test_gpu_tier_fake test_contract_gpu_fake"
 cmake --build "$B" -j"$(nproc)" --target $tests bench_kernels ||
   { echo "device_check: build failed"; exit 1; }
 echo "device_check: built in $(( $(date +%s) - t0 )) s"
@@ -53,7 +54,7 @@ for t in test_kernels test_gpu_tier test_contract_gpu; do
     echo "device_check: $t skipped GPU tests: no usable device?"; status=1
   fi
 done
-(cd "$B" && ctest -R "test_kernels_emu|test_contract_host|test_kivi" --output-on-failure) || status=1
+(cd "$B" && ctest -R "test_kernels_emu|_fake|test_contract_host|test_kivi" --output-on-failure) || status=1
 
 # Out-of-bounds and misaligned accesses (memcheck) in the kernel tests, when
 # compute-sanitizer works on this machine (KVT_SANITIZE=0 skips it).
