@@ -155,8 +155,10 @@ int kvt_kivi_geom_sizes(const struct kvt_kivi_geom *g, size_t *raw,
 
 /*
  * Quantizes items [0, n) of b: src a raw block, dst room for the encoded
- * block; writes exactly the bytes the CPU codec writes (headers, codes,
- * scales, minima, residual, padding). Errors: -EINVAL, KVT_ECODEC,
+ * block; writes exactly the bytes the CPU codec's scalar reference writes
+ * (headers, codes, scales, minima, residual, padding). Every src and dst
+ * of the KIVI operations must be 4-byte aligned (16 bytes is faster).
+ * Errors: -EINVAL (n > cap, NULL or misaligned pointers), KVT_ECODEC,
  * KVT_ECUDA, KVT_ENOGPU.
  */
 int kvt_kivi_quantize(const struct kvt_kivi_geom *g, struct kvt_gpu_batch *b,
