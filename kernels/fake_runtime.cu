@@ -236,11 +236,21 @@ extern "C" int kvt_kivi_dequantize(const struct kvt_kivi_geom *g,
 	return fake_dequant(g, b, n, 0);
 }
 
+// Mimics the device's limit: an H100/H200 block gets at most 227 KiB of
+// shared memory.
+#define FAKE_SMEM_LIMIT (227u << 10)
+
 extern "C" int kvt_kivi_gather_dequantize(const struct kvt_kivi_geom *g,
 					  struct kvt_gpu_batch *b, uint32_t n,
 					  struct kvt_stream *s)
 {
+	struct kivi_plan p;
 	(void)s;
+	int rc = kvt_kivi_plan(g, 0, &p);
+	if (rc)
+		return rc;
+	if ((((size_t)p.enc_len + 15) & ~(size_t)15) + 64 > FAKE_SMEM_LIMIT)
+		return KVT_ETOOBIG;
 	return fake_dequant(g, b, n, 1);
 }
 

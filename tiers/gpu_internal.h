@@ -29,7 +29,8 @@ struct gpu_reload {
 	struct kvt_gpu_batch *raw, *kivi;
 	uint32_t cap;                 /* capacity of both batches */
 	struct kvt_gpu_event *done;
-	uint8_t *stage;               /* device staging area of spills */
+	struct kvt_gpu_batch *staged; /* gather into stage (big KIVI blocks), lazily */
+	uint8_t *stage;               /* device staging area: spills, big blocks */
 	size_t stage_cap;
 };
 

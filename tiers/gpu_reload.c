@@ -17,6 +17,7 @@ void kvt_gpu_reload_release(struct gpu_tier *g)
 	struct gpu_reload *r = &g->reload;
 	kvt_gpu_batch_free(r->raw);
 	kvt_gpu_batch_free(r->kivi);
+	kvt_gpu_batch_free(r->staged);
 	kvt_gpu_event_destroy(r->done);
 	kvt_gpu_free(r->stage);
 	free(r->keys);
@@ -49,6 +50,7 @@ static int ensure_cap(struct gpu_tier *g, uint32_t n)
 	}
 	kvt_gpu_batch_free(r->raw);
 	kvt_gpu_batch_free(r->kivi);
+	kvt_gpu_batch_free(r->staged); /* made again, at the new capacity */
 	free(r->keys);
 	free(r->kivi_of);
 	*r = (struct gpu_reload){.raw = raw, .kivi = kivi, .keys = keys,
@@ -112,13 +114,53 @@ static int fill_batches(struct gpu_tier *g, size_t n, const void *const *srcs,
 	return 0;
 }
 
+static int ensure_stage(struct gpu_reload *r, size_t bytes)
+{
+	if (r->stage_cap >= bytes)
+		return 0;
+	void *p;
+	int rc = kvt_gpu_malloc(bytes, &p);
+	if (rc)
+		return rc;
+	kvt_gpu_free(r->stage);
+	r->stage = p;
+	r->stage_cap = bytes;
+	return 0;
+}
+
+/* Encoded blocks too big for the fused kernel's shared memory: gather them
+ * into the staging area, then decode from there (two launches, not one). */
+static int launch_staged(struct gpu_tier *g, const struct kvt_kivi_geom *geom,
+			 uint32_t nk, struct kvt_stream *st)
+{
+	struct gpu_reload *r = &g->reload;
+	size_t enc;
+	int rc = kvt_kivi_geom_sizes(geom, NULL, NULL, &enc);
+	const size_t slot = (enc + 255) / 256 * 256;
+	if (rc || (rc = ensure_stage(r, nk * slot)))
+		return rc;
+	if (!r->staged && (rc = kvt_gpu_batch_create(r->cap, &r->staged)))
+		return rc;
+	struct kvt_gpu_item *ki = kvt_gpu_batch_items(r->kivi);
+	struct kvt_gpu_item *si = kvt_gpu_batch_items(r->staged);
+	for (uint32_t i = 0; i < nk; i++) {
+		si[i] = (struct kvt_gpu_item){ki[i].src, r->stage + i * slot, enc};
+		ki[i].src = r->stage + i * slot;
+	}
+	rc = kvt_gpu_gather(r->staged, nk, st);
+	return rc ? rc : kvt_kivi_dequantize(geom, r->kivi, nk, st);
+}
+
 static int launch(struct gpu_tier *g, const struct kvt_kivi_geom *geom,
 		  uint32_t nr, uint32_t nk, struct kvt_stream *st)
 {
 	struct gpu_reload *r = &g->reload;
 	int rc = nr ? kvt_gpu_gather(r->raw, nr, st) : 0;
-	if (rc == 0 && nk)
+	if (rc == 0 && nk) {
 		rc = kvt_kivi_gather_dequantize(geom, r->kivi, nk, st);
+		if (rc == KVT_ETOOBIG)
+			rc = launch_staged(g, geom, nk, st);
+	}
 	if (rc == 0)
 		rc = kvt_gpu_event_record(r->done, st);
 	if (rc)
@@ -225,20 +267,6 @@ int kvt_gpu_tier_reload_wait(struct kvt_tier *gpu, int *results)
 }
 
 /* ---------------------------------------------------------------- spill */
-
-static int ensure_stage(struct gpu_reload *r, size_t bytes)
-{
-	if (r->stage_cap >= bytes)
-		return 0;
-	void *p;
-	int rc = kvt_gpu_malloc(bytes, &p);
-	if (rc)
-		return rc;
-	kvt_gpu_free(r->stage);
-	r->stage = p;
-	r->stage_cap = bytes;
-	return 0;
-}
 
 /* Quantize items: raw GPU blocks -> staging; gather items: staging -> dsts. */
 static int fill_spill(struct gpu_tier *g, size_t n,

@@ -46,9 +46,9 @@ extern "C" {
  * Keys already on the GPU are replaced; keys must be distinct. Errors (nothing enqueued, tier
  * unchanged): -EINVAL (bad arguments, a source not mapped for the GPU, a
  * KIVI item without geom or with the wrong length), KVT_ECODEC (another
- * codec), KVT_ENOSPACE (the pool cannot hold them all), KVT_ETOOBIG (an
- * encoded block does not fit in shared memory), -ENOMEM, KVT_ECUDA,
- * KVT_ENOGPU.
+ * codec), KVT_ENOSPACE (the pool cannot hold them all), -ENOMEM,
+ * KVT_ECUDA, KVT_ENOGPU. KIVI blocks too big for the fused kernel's shared
+ * memory go through a device staging area (gather, then decode).
  */
 int kvt_gpu_tier_reload(struct kvt_tier *gpu, size_t n,
 			const struct kvt_block_key *keys,

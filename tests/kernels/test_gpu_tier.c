@@ -225,3 +225,50 @@ Test(gpu_tier, spill_writes_the_cpu_encoding_to_host_memory)
 	kvt_gpu_host_free(out);
 	teardown(&f);
 }
+
+/* Encoded blocks of about 280 KiB: too big for the fused kernel's shared
+ * memory, so the reload goes through the staging area. */
+Test(gpu_tier, big_kivi_blocks_reload_through_staging)
+{
+	need_gpu();
+	const struct kvt_kivi_geom big = {32, 64, 128, KVT_DTYPE_BF16, 8, 64, 0};
+	size_t raw, enc;
+	cr_assert_eq(kvt_kivi_geom_sizes(&big, &raw, NULL, &enc), 0);
+	cr_assert_gt(enc, 227u << 10);
+	struct kvt_tier *host, *gpu;
+	cr_assert_eq(kvt_host_tier_create(0, &host), 0);
+	cr_assert_eq(kvt_gpu_tier_create(0, &gpu), 0);
+	enum { N = 3 };
+	struct kvt_block_key keys[N];
+	struct kvt_block_meta metas[N];
+	const void *srcs[N];
+	uint8_t *want[N];
+	for (uint32_t i = 0; i < N; i++) {
+		size_t len;
+		want[i] = kt_raw_block(&big, 900 + i);
+		uint8_t *e = kt_cpu_encode(&big, want[i], &len);
+		kt_cpu_decode(&big, e, len, want[i]);
+		keys[i] = (struct kvt_block_key){44, 1, i};
+		metas[i] = (struct kvt_block_meta){.len = (uint32_t)len,
+						   .raw_len = (uint32_t)raw,
+						   .codec = KVT_CODEC_KIVI};
+		cr_assert_eq(host->ops->put(host, &keys[i], e, &metas[i]), 0);
+		struct kvt_block_loc loc;
+		cr_assert_eq(host->ops->locate(host, &keys[i], &loc), 0);
+		srcs[i] = loc.ptr;
+		free(e);
+	}
+	int res[N];
+	cr_assert_eq(kvt_gpu_tier_reload(gpu, N, keys, srcs, metas, &big, NULL), 0);
+	cr_assert_eq(kvt_gpu_tier_reload_wait(gpu, res), 0);
+	uint8_t *got = malloc(raw);
+	for (uint32_t i = 0; i < N; i++) {
+		cr_assert_eq(res[i], 0);
+		cr_assert_eq(gpu->ops->get(gpu, &keys[i], got, raw, NULL), 0);
+		cr_assert_eq(memcmp(got, want[i], raw), 0, "block %u", i);
+		free(want[i]);
+	}
+	free(got);
+	kvt_tier_destroy(gpu);
+	kvt_tier_destroy(host);
+}
