@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli_util.h"
+#include "codec_saliency.h"
 #include "commands.h"
 #include "half.h"
 #include "kvtier/codec.h"
@@ -21,6 +22,7 @@ static void usage(FILE *f)
 		"usage: kvtier codec encode [OPTIONS] IN.npy OUT.kvq\n"
 		"       kvtier codec decode [--f32] IN.kvq OUT.npy\n"
 		"       kvtier codec info IN.kvq\n"
+		"       kvtier codec saliency --queries Q.npy --keys K.npy OUT.npy\n"
 		"\n"
 		"IN.npy is a float16 or float32 array shaped [heads, tokens, head_dim].\n"
 		"\n"
@@ -33,6 +35,17 @@ static void usage(FILE *f)
 		"  --residual R     newest tokens kept at full precision (default 128)\n"
 		"  --high-bits H    zipcache: bits of salient tokens (default 4)\n"
 		"  --salient F      zipcache: fraction of salient tokens (default 0.2)\n"
+		"  --saliency S.npy zipcache: per-token scores (from `codec saliency`)\n"
+		"  --queries Q.npy  zipcache: compute the scores from queries\n"
+		"                   [q_heads, tokens, head_dim] and the keys (the input\n"
+		"                   with --kind k, else --keys K.npy)\n"
+		"  --probe[=R]      with --queries: fast estimate from about R of the\n"
+		"                   queries (default 0.1) instead of all of them\n"
+		"  --seed N         seed of the probe sample (default 0)\n"
+		"  --tokenwise      zipcache: plain tokenwise quantization, no per-channel\n"
+		"                   normalisers (default: channel-separable)\n"
+		"                   Without --saliency or --queries every token gets\n"
+		"                   --bits (a warning says so).\n"
 		"  --quiet          no summary line\n"
 		"decode options:\n"
 		"  --f32            write float32 whatever the stored dtype\n");
@@ -46,6 +59,7 @@ static int fail(const char *what, int rc)
 
 struct encode_opts {
 	struct kvt_codec_params p;
+	struct kvt_cli_saliency sal;
 	int kind; /* -1: not given */
 	int quiet;
 };
@@ -56,14 +70,18 @@ static int parse_encode(int argc, char **argv, struct encode_opts *o)
 		{"codec", 1, 0, 'c'}, {"kind", 1, 0, 'k'}, {"bits", 1, 0, 'b'},
 		{"group", 1, 0, 'g'}, {"residual", 1, 0, 'r'},
 		{"high-bits", 1, 0, 'H'}, {"salient", 1, 0, 's'},
-		{"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
+		{"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'},
+		{"saliency", 1, 0, 'S'}, {"queries", 1, 0, 'Q'},
+		{"keys", 1, 0, 'K'}, {"probe", 2, 0, 'P'}, {"seed", 1, 0, 'e'},
+		{"tokenwise", 0, 0, 't'}, {0, 0, 0, 0},
 	};
 	enum kvt_codec_id id = KVT_CODEC_KIVI;
 	long bits = -1, group = -1, residual = -1, high = -1;
 	double salient = -1;
-	int c;
+	int c, tokenwise = 0;
 	o->kind = -1;
 	o->quiet = 0;
+	o->sal = (struct kvt_cli_saliency){.probe = 1.0f};
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -89,6 +107,12 @@ static int parse_encode(int argc, char **argv, struct encode_opts *o)
 		case 'H': high = strtol(optarg, NULL, 10); break;
 		case 's': salient = strtod(optarg, NULL); break;
 		case 'q': o->quiet = 1; break;
+		case 'S': o->sal.scores = optarg; break;
+		case 'Q': o->sal.queries = optarg; break;
+		case 'K': o->sal.keys = optarg; break;
+		case 'P': o->sal.probe = optarg ? strtof(optarg, NULL) : 0.1f; break;
+		case 'e': o->sal.seed = strtoull(optarg, NULL, 10); break;
+		case 't': tokenwise = 1; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
@@ -104,6 +128,16 @@ static int parse_encode(int argc, char **argv, struct encode_opts *o)
 		o->p.high_bits = (uint8_t)(high > 255 ? 255 : high);
 	if (salient >= 0)
 		o->p.salient_ratio = (float)salient;
+	o->p.zip_tokenwise = (uint8_t)tokenwise;
+	o->sal.quiet = o->quiet;
+	if (id != KVT_CODEC_ZIPCACHE && (kvt_cli_saliency_given(&o->sal) || tokenwise)) {
+		fprintf(stderr, "kvtier codec: --saliency, --queries and --tokenwise are zipcache options\n");
+		return 2;
+	}
+	if (!(o->sal.probe > 0.0f)) {
+		fprintf(stderr, "kvtier codec: --probe ratio must be above 0\n");
+		return 2;
+	}
 	if (o->kind < 0 && id != KVT_CODEC_RAW) {
 		fprintf(stderr, "kvtier codec: --kind k|v is required\n");
 		return 2;
@@ -157,16 +191,42 @@ static void summary(const struct encode_opts *o, const struct kvt_tensor_desc *d
 			max = e > max ? e : max;
 		}
 	}
-	char a[32], b[32];
+	char a[32], b[32], bits[64];
 	size_t raw = n * kvt_dtype_size(d->dtype);
+	struct kvt_codec_header h;
+	if (o->p.id == KVT_CODEC_ZIPCACHE && !kvt_codec_read_header(enc, len, &h))
+		snprintf(bits, sizeof bits, "%u/%u bits, %u salient tokens", h.bits,
+			 h.high_bits, h.n_salient);
+	else
+		snprintf(bits, sizeof bits, "%u bits", o->p.bits);
 	fprintf(stderr,
-		"encoded [%u, %u, %u] %s with %s (%u bits): %s -> %s (%.2fx), MAE %.6g, max error %.6g\n",
+		"encoded [%u, %u, %u] %s with %s (%s): %s -> %s (%.2fx), MAE %.6g, max error %.6g\n",
 		d->heads, d->tokens, d->dim, kvt_dtype_name(d->dtype),
-		kvt_codec_name(o->p.id), o->p.bits,
+		kvt_codec_name(o->p.id), bits,
 		kvt_cli_fmt_bytes(raw, a, sizeof a),
 		kvt_cli_fmt_bytes(len, b, sizeof b), (double)raw / (double)len,
 		n ? mae / (double)n : 0.0, max);
 	free(x), free(y);
+}
+
+/* ZipCache scores for the input, or a warning and NULL (every token low-bit). */
+static int zip_saliency(struct encode_opts *o, const struct kvt_tensor_desc *d,
+			const void *src, float **scores)
+{
+	*scores = NULL;
+	if (o->p.id != KVT_CODEC_ZIPCACHE)
+		return 0;
+	if (!kvt_cli_saliency_given(&o->sal)) {
+		fprintf(stderr,
+			"kvtier codec: warning: no saliency (--saliency or --queries): every token at %u bits\n",
+			o->p.bits);
+		return 0;
+	}
+	if (kvt_cli_saliency_get(&o->sal, d->tokens, d,
+				 o->kind == KVT_KIND_KEY ? src : NULL, scores))
+		return 1;
+	o->p.saliency = *scores;
+	return 0;
 }
 
 static int cmd_encode(int argc, char **argv)
@@ -179,8 +239,13 @@ static int cmd_encode(int argc, char **argv)
 	struct kvt_tensor_desc d;
 	void *src, *enc = NULL;
 	size_t cap, len;
+	float *scores;
 	if (load_tensor(in, &d, &src))
 		return 1;
+	if (zip_saliency(&o, &d, src, &scores)) {
+		free(src);
+		return 1;
+	}
 	rc = kvt_codec_encoded_size(&o.p, o.kind, &d, &cap);
 	if (rc == 0 && !(enc = malloc(cap)))
 		rc = -ENOMEM;
@@ -192,6 +257,7 @@ static int cmd_encode(int argc, char **argv)
 		summary(&o, &d, src, enc, len);
 	free(src);
 	free(enc);
+	free(scores);
 	return rc ? fail(rc == KVT_ECODEC ? "unsupported codec parameters"
 					  : out, rc)
 		  : 0;
@@ -293,6 +359,8 @@ int kvt_cmd_codec(int argc, char **argv)
 		return cmd_decode(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "info"))
 		return cmd_info(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "saliency"))
+		return kvt_cli_saliency_cmd(argc - 1, argv + 1);
 	fprintf(stderr, "kvtier codec: unknown subcommand '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -12,4 +12,7 @@ int kvt_cmd_stats(int argc, char **argv);
 int kvt_cmd_drop(int argc, char **argv);
 int kvt_cmd_info(int argc, char **argv);
 
+/* cmd_snapshot.c: snapshot save|load|inspect, through kvtierd or offline. */
+int kvt_cmd_snapshot(int argc, char **argv);
+
 #endif

@@ -17,6 +17,7 @@ static const struct command commands[] = {
 	{"stats", kvt_cmd_stats, "print the store statistics of kvtierd"},
 	{"info", kvt_cmd_info, "describe one cache held by kvtierd"},
 	{"drop", kvt_cmd_drop, "delete a cache held by kvtierd"},
+	{"snapshot", kvt_cmd_snapshot, "save a cache to a file, load it, inspect it"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -1,6 +1,8 @@
 /* client.c - the kvtierd client library (see include/kvtier/client.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +73,27 @@ static void begin(struct kvt_client *cl)
 /* Sends the frame in cl->out and waits for its reply; on an error reply
  * returns the daemon's code. *reply_fd (may be NULL: then none allowed)
  * gets a descriptor sent with the reply. */
-static int rpc(struct kvt_client *cl, unsigned op, int fd, int *reply_fd)
+/* An interim progress frame of request id: passed to fn (may be NULL). */
+static int take_progress(struct kvt_client *cl, const struct kvt_frame_header *h,
+			 unsigned op, uint64_t id, int got, kvt_progress_fn fn,
+			 void *ctx)
+{
+	struct kvt_msg_progress m;
+	if (h->op != op || h->req_id != id || !(h->flags & KVT_PF_REPLY) ||
+	    got >= 0 || kvt_dec_progress(cl->in.data, cl->in.len, &m)) {
+		if (got >= 0)
+			close(got);
+		cl->broken = 1;
+		return KVT_EPROTO;
+	}
+	if (fn)
+		fn(ctx, m.done, m.total); /* cannot cancel: the daemon decides */
+	return 0;
+}
+
+/* rpc, for requests that may get interim progress frames first. */
+static int rpc_progress(struct kvt_client *cl, unsigned op, int fd,
+			int *reply_fd, kvt_progress_fn fn, void *ctx)
 {
 	if (cl->broken)
 		return KVT_ECLOSED;
@@ -83,7 +105,12 @@ static int rpc(struct kvt_client *cl, unsigned op, int fd, int *reply_fd)
 	struct kvt_frame_header h;
 	int got;
 	/* Even when sending failed, the daemon may have said why it closed. */
-	rc = kvt_wire_recv(cl->sock, KVT_PROTO_MAX_PAYLOAD, &h, &cl->in, &got);
+	do {
+		rc = kvt_wire_recv(cl->sock, KVT_PROTO_MAX_PAYLOAD, &h, &cl->in, &got);
+		if (rc == 0 && !sent && (h.flags & KVT_PF_PROGRESS) &&
+		    (rc = take_progress(cl, &h, op, id, got, fn, ctx)))
+			return rc;
+	} while (rc == 0 && !sent && (h.flags & KVT_PF_PROGRESS));
 	if (rc) {
 		cl->broken = 1;
 		return sent ? sent : rc;
@@ -107,6 +134,11 @@ static int rpc(struct kvt_client *cl, unsigned op, int fd, int *reply_fd)
 	if (reply_fd)
 		*reply_fd = got;
 	return 0;
+}
+
+static int rpc(struct kvt_client *cl, unsigned op, int fd, int *reply_fd)
+{
+	return rpc_progress(cl, op, fd, reply_fd, NULL, NULL);
 }
 
 static int hello(struct kvt_client *cl)
@@ -200,6 +232,15 @@ void kvt_client_close(struct kvt_client *cl)
 }
 
 /* ---------------------------------------------------------------- caches */
+
+/* out = dir + "/" + base (base may be ""). */
+static int copy_path(char *out, size_t cap, const char *dir, const char *base)
+{
+	int n = base[0] ? snprintf(out, cap, "%s%s%s", dir,
+				   strcmp(dir, "/") ? "/" : "", base)
+			: snprintf(out, cap, "%s", dir);
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
 
 static int name_check(const char *name)
 {
@@ -342,6 +383,87 @@ int kvt_client_stats(struct kvt_client *cl, struct kvt_stats *out)
 	pthread_mutex_unlock(&cl->lock);
 	if (!rc)
 		*out = rep.stats;
+	return rc;
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+/* The daemon resolves nothing: paths go absolute, symlinks resolved. A
+ * file to be written need not exist, its directory must. */
+static int absolute(const char *path, int must_exist, char *out, size_t cap)
+{
+	char buf[PATH_MAX], dir[PATH_MAX];
+	if (!path || !path[0] || strlen(path) >= sizeof buf)
+		return -EINVAL;
+	if (must_exist)
+		return realpath(path, buf) ? copy_path(out, cap, buf, "") : -errno;
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+		return -EISDIR;
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == path)
+		strcpy(dir, "/");
+	else
+		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+	if (!realpath(dir, buf))
+		return -errno;
+	return copy_path(out, cap, buf, base);
+}
+
+int kvt_client_snapshot_save(struct kvt_client *cl, const char *name,
+			     const char *path, const struct kvt_snapshot_opts *opts,
+			     struct kvt_snapshot_info *info)
+{
+	struct kvt_msg_snap_save_req req = {0};
+	struct kvt_msg_snap_rep rep;
+	int level = opts ? opts->zstd_level : 0;
+	if (name_check(name) || level < 0 || level > 22)
+		return -EINVAL;
+	int rc = absolute(path, 0, req.path, sizeof req.path);
+	if (rc)
+		return rc;
+	strcpy(req.name, name);
+	req.zstd_level = (uint8_t)level;
+	req.progress = opts && opts->progress;
+	pthread_mutex_lock(&cl->lock);
+	begin(cl);
+	kvt_enc_snap_save_req(&cl->out, &req);
+	rc = rpc_progress(cl, KVT_OP_SNAPSHOT_SAVE, -1, NULL,
+			  opts ? opts->progress : NULL, opts ? opts->progress_ctx : NULL);
+	if (!rc)
+		rc = kvt_dec_snap_rep(cl->in.data, cl->in.len, &rep);
+	pthread_mutex_unlock(&cl->lock);
+	if (!rc && info)
+		*info = rep.info;
+	return rc;
+}
+
+int kvt_client_snapshot_load(struct kvt_client *cl, const char *path,
+			     const char *as_name,
+			     const struct kvt_snapshot_opts *opts,
+			     struct kvt_snapshot_info *info)
+{
+	struct kvt_msg_snap_load_req req = {0};
+	struct kvt_msg_snap_rep rep;
+	if (as_name && name_check(as_name))
+		return -EINVAL;
+	int rc = absolute(path, 1, req.path, sizeof req.path);
+	if (rc)
+		return rc;
+	if (as_name)
+		strcpy(req.as_name, as_name);
+	req.progress = opts && opts->progress;
+	pthread_mutex_lock(&cl->lock);
+	begin(cl);
+	kvt_enc_snap_load_req(&cl->out, &req);
+	rc = rpc_progress(cl, KVT_OP_SNAPSHOT_LOAD, -1, NULL,
+			  opts ? opts->progress : NULL, opts ? opts->progress_ctx : NULL);
+	if (!rc)
+		rc = kvt_dec_snap_rep(cl->in.data, cl->in.len, &rep);
+	pthread_mutex_unlock(&cl->lock);
+	if (!rc && info)
+		*info = rep.info;
 	return rc;
 }
 

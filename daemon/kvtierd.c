@@ -117,7 +117,9 @@ static int serve(struct kvtd_options *o, int sig_fd, int ready_fd)
 	int rc = kvt_store_open(&o->store, &store);
 	if (rc) {
 		kvt_log(&o->log, KVT_LOG_ERROR, "opening the store: %s",
-			kvt_strerror(rc));
+			rc == KVT_EBUSY ? "its data directory is in use by another "
+					  "process (another kvtierd, or an offline kvtier)"
+					: kvt_strerror(rc));
 		return rc;
 	}
 	struct kvt_server *srv;

@@ -13,6 +13,8 @@ static const char *const op_names[] = {
 	[KVT_OP_INFO] = "info",		[KVT_OP_APPEND] = "append",
 	[KVT_OP_READ] = "read",		[KVT_OP_READ_BLOCK] = "read_block",
 	[KVT_OP_STATS] = "stats",	[KVT_OP_LOCATE] = "locate",
+	[KVT_OP_SNAPSHOT_SAVE] = "snapshot_save",
+	[KVT_OP_SNAPSHOT_LOAD] = "snapshot_load",
 };
 
 int kvt_op_known(unsigned op)
@@ -655,4 +657,96 @@ uint64_t kvt_proto_kv_bytes(const struct kvt_shape *shape, uint32_t n_tokens)
 		return 0;
 	return 2ull * shape->n_kv_heads * shape->head_dim *
 	       kvt_dtype_size(shape->dtype) * n_tokens;
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+int kvt_enc_snap_save_req(struct kvt_wbuf *w, const struct kvt_msg_snap_save_req *m)
+{
+	put_str(w, m->name, KVT_NAME_MAX);
+	put_str(w, m->path, KVT_PROTO_MAX_PATH);
+	put_u8(w, m->zstd_level);
+	put_u8(w, m->progress);
+	return w->err;
+}
+
+int kvt_dec_snap_save_req(const uint8_t *p, size_t len,
+			  struct kvt_msg_snap_save_req *m)
+{
+	struct rbuf r = RBUF(p, len);
+	get_str(&r, m->name, 1, KVT_NAME_MAX);
+	get_str(&r, m->path, 1, KVT_PROTO_MAX_PATH);
+	m->zstd_level = get_u8(&r);
+	m->progress = get_u8(&r);
+	check(&r, m->zstd_level <= 22 && m->progress <= 1);
+	return finish(&r);
+}
+
+int kvt_enc_snap_load_req(struct kvt_wbuf *w, const struct kvt_msg_snap_load_req *m)
+{
+	put_str(w, m->path, KVT_PROTO_MAX_PATH);
+	put_str(w, m->as_name, KVT_NAME_MAX);
+	put_u8(w, m->progress);
+	return w->err;
+}
+
+int kvt_dec_snap_load_req(const uint8_t *p, size_t len,
+			  struct kvt_msg_snap_load_req *m)
+{
+	struct rbuf r = RBUF(p, len);
+	get_str(&r, m->path, 1, KVT_PROTO_MAX_PATH);
+	get_str(&r, m->as_name, 0, KVT_NAME_MAX);
+	m->progress = get_u8(&r);
+	check(&r, m->progress <= 1);
+	return finish(&r);
+}
+
+int kvt_enc_snap_rep(struct kvt_wbuf *w, const struct kvt_msg_snap_rep *m)
+{
+	const struct kvt_snapshot_info *i = &m->info;
+	put_str(w, i->name, KVT_NAME_MAX);
+	put_config(w, &i->config);
+	put_u32(w, i->version);
+	put_u64(w, i->n_tokens);
+	put_u64(w, i->n_blocks);
+	put_u64(w, i->n_sections);
+	put_u64(w, i->payload_bytes);
+	put_u64(w, i->n_meta);
+	put_u64(w, i->meta_bytes);
+	put_u64(w, i->file_bytes);
+	return w->err;
+}
+
+int kvt_dec_snap_rep(const uint8_t *p, size_t len, struct kvt_msg_snap_rep *m)
+{
+	struct rbuf r = RBUF(p, len);
+	struct kvt_snapshot_info *i = &m->info;
+	memset(i, 0, sizeof *i);
+	get_str(&r, i->name, 1, KVT_NAME_MAX);
+	get_config(&r, &i->config);
+	i->version = get_u32(&r);
+	i->n_tokens = get_u64(&r);
+	i->n_blocks = get_u64(&r);
+	i->n_sections = get_u64(&r);
+	i->payload_bytes = get_u64(&r);
+	i->n_meta = get_u64(&r);
+	i->meta_bytes = get_u64(&r);
+	i->file_bytes = get_u64(&r);
+	return finish(&r);
+}
+
+int kvt_enc_progress(struct kvt_wbuf *w, const struct kvt_msg_progress *m)
+{
+	put_u64(w, m->done);
+	put_u64(w, m->total);
+	return w->err;
+}
+
+int kvt_dec_progress(const uint8_t *p, size_t len, struct kvt_msg_progress *m)
+{
+	struct rbuf r = RBUF(p, len);
+	m->done = get_u64(&r);
+	m->total = get_u64(&r);
+	check(&r, m->done <= m->total);
+	return finish(&r);
 }

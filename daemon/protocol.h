@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "kvtier/kvtier.h"
+#include "kvtier/snapshot.h"
 
 #define KVT_PROTO_MAGIC 0x4454564bu /* "KVTD" little-endian */
 #define KVT_PROTO_VERSION 1
@@ -52,16 +53,21 @@ enum kvt_op {
 	KVT_OP_READ_BLOCK = 10,
 	KVT_OP_STATS = 11,
 	KVT_OP_LOCATE = 12,   /* where a run of blocks lives (no data moves) */
-	/* 32..47 reserved for retrieval (retrieve, pin), 48..63 for snapshots
-	 * (save, load); decoders reject them until they are defined. */
+	/* 32..47 reserved for retrieval (retrieve, pin); decoders reject them
+	 * until they are defined. 48..63 for snapshots: */
+	KVT_OP_SNAPSHOT_SAVE = 48, /* the daemon writes a snapshot file */
+	KVT_OP_SNAPSHOT_LOAD = 49, /* the daemon reads one into its store */
 	KVT_OP_ERROR = 127,
 };
 
 enum kvt_proto_flag {
 	KVT_PF_REPLY = 1u << 0, /* a reply to the request with the same req_id */
 	KVT_PF_FD = 1u << 1,    /* one file descriptor accompanies the frame */
+	KVT_PF_PROGRESS = 1u << 2, /* with REPLY: an interim progress report
+	                              (kvt_msg_progress); the request's one
+	                              final reply still follows */
 };
-#define KVT_PF_ALL (KVT_PF_REPLY | KVT_PF_FD)
+#define KVT_PF_ALL (KVT_PF_REPLY | KVT_PF_FD | KVT_PF_PROGRESS)
 
 struct kvt_frame_header {
 	uint8_t version;
@@ -220,6 +226,36 @@ struct kvt_msg_stats_rep {
 	struct kvt_stats stats;
 };
 
+/*
+ * Snapshots: the daemon itself reads or writes path (absolute, on its own
+ * file system, with its own permissions; it serves these only to peers
+ * with its own uid). With progress set, interim replies flagged
+ * KVT_PF_PROGRESS carry kvt_msg_progress before the final reply.
+ */
+#define KVT_PROTO_MAX_PATH 4095
+
+struct kvt_msg_snap_save_req {
+	char name[KVT_NAME_MAX + 1];
+	char path[KVT_PROTO_MAX_PATH + 1];
+	uint8_t zstd_level; /* 0..22 */
+	uint8_t progress;   /* 0 or 1 */
+};
+
+struct kvt_msg_snap_load_req {
+	char path[KVT_PROTO_MAX_PATH + 1];
+	char as_name[KVT_NAME_MAX + 1]; /* "": the name stored in the file */
+	uint8_t progress;
+};
+
+/* Final reply of both: what was written or loaded. */
+struct kvt_msg_snap_rep {
+	struct kvt_snapshot_info info;
+};
+
+struct kvt_msg_progress {
+	uint64_t done, total; /* bytes; done <= total */
+};
+
 struct kvt_msg_error {
 	int32_t code;                       /* a kvtier code, < 0 */
 	char message[KVT_PROTO_MAX_MESSAGE + 1];
@@ -239,6 +275,10 @@ int kvt_enc_loc_rep(struct kvt_wbuf *w, const struct kvt_msg_loc_rep *m);
 int kvt_enc_locate_rep(struct kvt_wbuf *w, const struct kvt_msg_locate_rep *m);
 int kvt_enc_stats_rep(struct kvt_wbuf *w, const struct kvt_msg_stats_rep *m);
 int kvt_enc_error(struct kvt_wbuf *w, const struct kvt_msg_error *m);
+int kvt_enc_snap_save_req(struct kvt_wbuf *w, const struct kvt_msg_snap_save_req *m);
+int kvt_enc_snap_load_req(struct kvt_wbuf *w, const struct kvt_msg_snap_load_req *m);
+int kvt_enc_snap_rep(struct kvt_wbuf *w, const struct kvt_msg_snap_rep *m);
+int kvt_enc_progress(struct kvt_wbuf *w, const struct kvt_msg_progress *m);
 
 /* Decoders: 0 or KVT_EPROTO / KVT_ETOOBIG / -ENOMEM (list only). */
 int kvt_dec_hello_req(const uint8_t *p, size_t len, struct kvt_msg_hello_req *m);
@@ -257,6 +297,12 @@ int kvt_dec_locate_rep(const uint8_t *p, size_t len,
 		       struct kvt_msg_locate_rep *m);
 int kvt_dec_stats_rep(const uint8_t *p, size_t len, struct kvt_msg_stats_rep *m);
 int kvt_dec_error(const uint8_t *p, size_t len, struct kvt_msg_error *m);
+int kvt_dec_snap_save_req(const uint8_t *p, size_t len,
+			  struct kvt_msg_snap_save_req *m);
+int kvt_dec_snap_load_req(const uint8_t *p, size_t len,
+			  struct kvt_msg_snap_load_req *m);
+int kvt_dec_snap_rep(const uint8_t *p, size_t len, struct kvt_msg_snap_rep *m);
+int kvt_dec_progress(const uint8_t *p, size_t len, struct kvt_msg_progress *m);
 
 /* Bytes of K + V for n_tokens tokens of shape (0 when shape is invalid). */
 uint64_t kvt_proto_kv_bytes(const struct kvt_shape *shape, uint32_t n_tokens);

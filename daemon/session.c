@@ -454,6 +454,85 @@ static int do_read_block(struct kvt_session *s, struct request *r)
 	return reply_staged(s, r, &loc);
 }
 
+/* ---------------------------------------------------------------- snapshots */
+
+/* Interim progress frames of a snapshot request, at most one a percent. */
+struct progress {
+	struct kvt_session *s;
+	const struct kvt_frame_header *h;
+	int enabled;
+	uint64_t last_pct;
+};
+
+static int send_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct progress *p = ctx;
+	uint64_t pct = total ? done * 100 / total : 100;
+	if (!p->enabled || (pct == p->last_pct && done < total))
+		return 0;
+	p->last_pct = pct;
+	struct kvt_msg_progress m = {done < total ? done : total, total};
+	struct kvt_wbuf w;
+	kvt_wbuf_init(&w);
+	kvt_frame_begin(&w);
+	kvt_enc_progress(&w, &m);
+	int rc = kvt_frame_end(&w, p->h->op, KVT_PF_REPLY | KVT_PF_PROGRESS,
+			       p->h->req_id);
+	rc = rc ? rc : kvt_wire_send(p->s->sock, w.data, w.len, -1);
+	kvt_wbuf_free(&w);
+	return rc; /* a client gone mid-save aborts the save */
+}
+
+/* The daemon opens these files with its own rights: only for its own uid,
+ * and only absolute paths (the client's working directory means nothing
+ * here). */
+static int snapshot_allowed(struct kvt_session *s, const char *path)
+{
+	if (s->uid != geteuid())
+		return explain(s, -EPERM, "snapshot files are read and written with "
+			       "the daemon's rights: only its own uid may ask");
+	if (path[0] != '/')
+		return explain(s, -EINVAL, "snapshot path must be absolute");
+	return 0;
+}
+
+static int do_snapshot_save(struct kvt_session *s, struct request *r)
+{
+	struct kvt_msg_snap_save_req m;
+	struct kvt_msg_snap_rep rep;
+	DECODE(s, kvt_dec_snap_save_req(r->p, r->len, &m));
+	int rc = snapshot_allowed(s, m.path);
+	if (rc)
+		return rc;
+	struct progress p = {s, r->h, m.progress, UINT64_MAX};
+	struct kvt_snapshot_opts o = {.zstd_level = m.zstd_level,
+				      .progress = send_progress,
+				      .progress_ctx = &p};
+	rc = kvt_snapshot_save(s->srv->store, m.name, m.path, &o, &rep.info);
+	kvt_log(s->srv->cfg.log, rc ? KVT_LOG_WARN : KVT_LOG_INFO,
+		"client %llu: snapshot save %s -> %s: %s", (unsigned long long)s->id,
+		m.name, m.path, rc ? kvt_strerror(rc) : "ok");
+	return rc ? rc : kvt_enc_snap_rep(&s->st->out, &rep);
+}
+
+static int do_snapshot_load(struct kvt_session *s, struct request *r)
+{
+	struct kvt_msg_snap_load_req m;
+	struct kvt_msg_snap_rep rep;
+	DECODE(s, kvt_dec_snap_load_req(r->p, r->len, &m));
+	int rc = snapshot_allowed(s, m.path);
+	if (rc)
+		return rc;
+	struct progress p = {s, r->h, m.progress, UINT64_MAX};
+	struct kvt_snapshot_opts o = {.progress = send_progress, .progress_ctx = &p};
+	rc = kvt_snapshot_load(s->srv->store, m.path, m.as_name[0] ? m.as_name : NULL,
+			       &o, &rep.info);
+	kvt_log(s->srv->cfg.log, rc ? KVT_LOG_WARN : KVT_LOG_INFO,
+		"client %llu: snapshot load %s: %s", (unsigned long long)s->id,
+		m.path, rc ? kvt_strerror(rc) : "ok");
+	return rc ? rc : kvt_enc_snap_rep(&s->st->out, &rep);
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
 struct command {
@@ -474,6 +553,8 @@ static const struct command commands[] = {
 	[KVT_OP_READ_BLOCK] = {do_read_block, 0},
 	[KVT_OP_STATS] = {do_stats, 0},
 	[KVT_OP_LOCATE] = {do_locate, 0},
+	[KVT_OP_SNAPSHOT_SAVE] = {do_snapshot_save, 0},
+	[KVT_OP_SNAPSHOT_LOAD] = {do_snapshot_load, 0},
 };
 
 static const struct command *command_of(const struct kvt_frame_header *h)

@@ -50,6 +50,12 @@ static void decode_all(const uint8_t *p, size_t len)
 		kvt_wbuf_free(&w);
 	}
 	ROUND_TRIP(struct kvt_msg_error, kvt_dec_error, kvt_enc_error, );
+	ROUND_TRIP(struct kvt_msg_snap_save_req, kvt_dec_snap_save_req,
+		   kvt_enc_snap_save_req, );
+	ROUND_TRIP(struct kvt_msg_snap_load_req, kvt_dec_snap_load_req,
+		   kvt_enc_snap_load_req, );
+	ROUND_TRIP(struct kvt_msg_snap_rep, kvt_dec_snap_rep, kvt_enc_snap_rep, );
+	ROUND_TRIP(struct kvt_msg_progress, kvt_dec_progress, kvt_enc_progress, );
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

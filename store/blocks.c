@@ -263,6 +263,35 @@ int kvt_block_get_locked(struct kvt_store *st, const struct kvt_block_key *key,
 	return rc;
 }
 
+int kvt_block_peek_many_locked(struct kvt_store *st, size_t n,
+			       const struct kvt_block_key *keys,
+			       void *const *dsts, size_t cap)
+{
+	struct kvt_tier *h = st->tier[KVT_TIER_HOST], *d = st->tier[KVT_TIER_DISK];
+	struct kvt_block_key dk[KVT_PEEK_BATCH];
+	void *dd[KVT_PEEK_BATCH];
+	size_t caps[KVT_PEEK_BATCH], m = 0;
+	int res[KVT_PEEK_BATCH], rc = n > KVT_PEEK_BATCH ? -EINVAL : 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct block_rec *r = rec_find(st, &keys[i], NULL);
+		if (!r)
+			rc = KVT_ENOTFOUND;
+		else if (r->where & BLOCK_IN_HOST)
+			rc = h->ops->get(h, &keys[i], dsts[i], cap, NULL);
+		else if (d && (r->where & BLOCK_ON_DISK))
+			dk[m] = keys[i], dd[m] = dsts[i], caps[m++] = cap;
+		else
+			rc = KVT_ECORRUPT;
+	}
+	if (rc || !m)
+		return rc;
+	if (d->ops->get_many) /* the disk-only ones in one batch */
+		return d->ops->get_many(d, m, dk, dd, caps, res);
+	for (size_t j = 0; rc == 0 && j < m; j++)
+		rc = d->ops->get(d, &dk[j], dd[j], cap, NULL);
+	return rc;
+}
+
 int kvt_block_stat_locked(struct kvt_store *st, const struct kvt_block_key *key,
 			  struct kvt_block_meta *meta)
 {

@@ -8,6 +8,7 @@
  * written as a short block on flush so a restart finds every token.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,9 +75,12 @@ void kvt_cache_rec_free(struct cache_rec *c)
 {
 	if (!c)
 		return;
-	for (uint32_t l = 0; c->layers && l < c->cfg.shape.n_layers; l++)
+	for (uint32_t l = 0; c->layers && l < c->cfg.shape.n_layers; l++) {
 		free(c->layers[l].tail);
+		free(c->layers[l].scores);
+	}
 	free(c->layers);
+	kvt_meta_free_all(c);
 	free(c);
 }
 
@@ -123,11 +127,19 @@ int kvt_cache_rename_locked(struct kvt_store *st, struct cache_rec *c,
 		return KVT_EEXIST;
 	/* Old name first: a crash in between leaves orphan blocks (deleted at
 	 * the next open), never two names for one cache. */
+	char old[KVT_NAME_MAX + 1];
 	int rc = kvt_catalog_del_locked(st, c->name);
 	if (rc)
 		return rc;
+	strcpy(old, c->name);
 	strcpy(c->name, name);
-	return kvt_catalog_put_locked(st, c);
+	rc = kvt_catalog_put_locked(st, c);
+	if (rc) { /* keep the old name, so the caller can still drop it */
+		strcpy(c->name, old);
+		kvt_catalog_put_locked(st, c);
+		return rc;
+	}
+	return kvt_meta_rename_locked(st, c, old);
 }
 
 static int create(struct kvt_store *st, const char *name,
@@ -204,6 +216,8 @@ int kvt_cache_drop(struct kvt_store *st, const char *name)
 	 * next open deletes, never a cache with missing blocks. */
 	if (rc == 0)
 		rc = kvt_catalog_del_locked(st, name);
+	if (rc == 0)
+		kvt_meta_drop_locked(st, c); /* leftovers are reclaimed at open */
 	if (rc == 0) {
 		for (uint32_t l = 0; l < c->cfg.shape.n_layers; l++)
 			for (uint64_t b = 0; b < layer_blocks(c, l); b++) {
@@ -233,9 +247,11 @@ static int put_raw(struct kvt_store *st, struct cache_rec *c, uint32_t layer,
 	return kvt_block_put_locked(st, &k, raw, &m);
 }
 
-/* Encodes a raw block with the cache's cold codec into *enc (malloc'd). */
+/* Encodes a raw block with the cache's cold codec into *enc (malloc'd);
+ * saliency (block_tokens scores, may be NULL) picks ZipCache's salient
+ * tokens. */
 static int encode_block(const struct cache_rec *c, const uint8_t *raw,
-			uint8_t **enc, uint32_t *len)
+			const float *saliency, uint8_t **enc, uint32_t *len)
 {
 	const struct kvt_shape *s = &c->cfg.shape;
 	struct kvt_tensor_desc d = {s->n_kv_heads, s->block_tokens, s->head_dim,
@@ -243,6 +259,7 @@ static int encode_block(const struct cache_rec *c, const uint8_t *raw,
 	struct kvt_codec_params p;
 	size_t kn, vn, kw, vw, half = kvt_block_bytes(s) / 2;
 	kvt_cache_block_codec(&c->cfg, &p);
+	p.saliency = saliency;
 	int rc = kvt_codec_encoded_size(&p, KVT_KIND_KEY, &d, &kn);
 	rc = rc ? rc : kvt_codec_encoded_size(&p, KVT_KIND_VALUE, &d, &vn);
 	uint8_t *buf = rc ? NULL : malloc(kn + vn);
@@ -260,9 +277,26 @@ static int encode_block(const struct cache_rec *c, const uint8_t *raw,
 	return 0;
 }
 
+/* The kept scores of block b's tokens into bs; NULL when none is known. */
+static const float *block_scores(const struct cache_rec *c,
+				 const struct layer_state *ls, uint64_t b,
+				 float *bs)
+{
+	const uint32_t bt = c->cfg.shape.block_tokens;
+	int any = 0;
+	for (uint32_t i = 0; i < bt; i++) {
+		uint64_t t = b * bt + i;
+		int kept = t >= ls->scores_first &&
+			   t - ls->scores_first < ls->n_scores;
+		bs[i] = kept ? ls->scores[t - ls->scores_first] : NAN;
+		any |= !isnan(bs[i]);
+	}
+	return any ? bs : NULL;
+}
+
 /* Re-encodes one raw block that left the recent window. */
 static int make_cold(struct kvt_store *st, struct cache_rec *c, uint32_t layer,
-		     uint64_t block, uint8_t *raw)
+		     uint64_t block, uint8_t *raw, float *bs)
 {
 	struct kvt_block_key k = {c->id, layer, (uint32_t)block};
 	struct kvt_block_meta m;
@@ -271,7 +305,9 @@ static int make_cold(struct kvt_store *st, struct cache_rec *c, uint32_t layer,
 	int rc = kvt_block_get_locked(st, &k, raw, bb, &m);
 	if (rc || m.codec != KVT_CODEC_RAW)
 		return rc;
-	if ((rc = encode_block(c, raw, &enc, &len)))
+	rc = encode_block(c, raw, block_scores(c, &c->layers[layer], block, bs),
+			  &enc, &len);
+	if (rc)
 		return rc;
 	struct kvt_block_meta n = {.len = len, .raw_len = bb,
 				   .codec = (uint8_t)c->cfg.cold.id,
@@ -280,6 +316,46 @@ static int make_cold(struct kvt_store *st, struct cache_rec *c, uint32_t layer,
 	rc = kvt_block_put_locked(st, &k, enc, &n);
 	free(enc);
 	return rc;
+}
+
+/* ---------------------------------------------------------------- scores */
+
+/* Forgets the scores of tokens before `end` (their blocks are cold). */
+static void scores_drop(struct layer_state *ls, uint64_t end)
+{
+	if (ls->n_scores == 0 || end <= ls->scores_first)
+		return;
+	uint64_t k = end - ls->scores_first;
+	k = k < ls->n_scores ? k : ls->n_scores;
+	memmove(ls->scores, ls->scores + k, (ls->n_scores - k) * sizeof *ls->scores);
+	ls->n_scores -= (uint32_t)k;
+	ls->scores_first += k;
+}
+
+/* Keeps the scores of n appended tokens (NaN for NULL) for a ZipCache cold
+ * codec; nothing is kept until some scores are given. */
+static int scores_push(const struct cache_rec *c, struct layer_state *ls,
+		       uint32_t n, const float *scores)
+{
+	if (c->cfg.cold.id != KVT_CODEC_ZIPCACHE || (!scores && !ls->n_scores))
+		return 0;
+	if (ls->n_scores == 0)
+		ls->scores_first = ls->n_tokens;
+	if ((uint64_t)ls->n_scores + n > UINT32_MAX)
+		return -ENOMEM;
+	if (ls->n_scores + n > ls->cap_scores) {
+		uint32_t cap = ls->n_scores + n;
+		cap = cap < 2 * ls->cap_scores ? 2 * ls->cap_scores : cap;
+		float *p = realloc(ls->scores, (size_t)cap * sizeof *p);
+		if (!p)
+			return -ENOMEM;
+		ls->scores = p;
+		ls->cap_scores = cap;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		ls->scores[ls->n_scores + i] = scores ? scores[i] : NAN;
+	ls->n_scores += n;
+	return 0;
 }
 
 /* Moves blocks that left the recent window to the cold codec. Failure
@@ -294,10 +370,13 @@ static void age_blocks(struct kvt_store *st, struct cache_rec *c, uint32_t layer
 	if (ls->n_cold >= limit)
 		return;
 	uint8_t *raw = malloc(kvt_block_bytes(&c->cfg.shape));
-	while (raw && ls->n_cold < limit &&
-	       make_cold(st, c, layer, ls->n_cold, raw) == 0)
+	float *bs = malloc(bt * sizeof *bs);
+	while (raw && bs && ls->n_cold < limit &&
+	       make_cold(st, c, layer, ls->n_cold, raw, bs) == 0)
 		ls->n_cold++;
 	free(raw);
+	free(bs);
+	scores_drop(ls, ls->n_cold * bt);
 }
 
 /* ---------------------------------------------------------------- append */
@@ -330,11 +409,13 @@ static void rollback(struct kvt_store *st, struct cache_rec *c, uint32_t layer,
 	memcpy(ls->tail, saved_tail, kvt_block_bytes(&c->cfg.shape));
 	ls->n_tokens = saved->n_tokens;
 	ls->tail_tokens = saved->tail_tokens;
+	ls->n_scores = saved->n_scores;
+	ls->scores_first = saved->scores_first;
 }
 
 static int append_locked(struct kvt_store *st, struct cache_rec *c,
 			 uint32_t layer, uint32_t n, const uint8_t *k,
-			 const uint8_t *v)
+			 const uint8_t *v, const float *scores)
 {
 	struct layer_state *ls = &c->layers[layer], saved = *ls;
 	const struct kvt_shape *s = &c->cfg.shape;
@@ -344,7 +425,11 @@ static int append_locked(struct kvt_store *st, struct cache_rec *c,
 		return -ENOMEM;
 	memcpy(saved_tail, ls->tail, bb);
 	uint64_t first_block = ls->n_tokens / s->block_tokens, b = first_block;
-	int rc = 0;
+	int rc = scores_push(c, ls, n, scores);
+	if (rc) {
+		free(saved_tail);
+		return rc;
+	}
 	for (uint32_t done = 0; done < n && rc == 0;) {
 		uint32_t m = s->block_tokens - ls->tail_tokens;
 		m = m < n - done ? m : n - done;
@@ -371,17 +456,25 @@ static int append_locked(struct kvt_store *st, struct cache_rec *c,
 	return rc;
 }
 
-int kvt_cache_append(struct kvt_cache *cache, uint32_t layer, uint32_t n_tokens,
-		     const void *k, const void *v)
+int kvt_cache_append_scored(struct kvt_cache *cache, uint32_t layer,
+			    uint32_t n_tokens, const void *k, const void *v,
+			    const float *scores)
 {
 	if (!cache || !k || !v || layer >= cache->rec->cfg.shape.n_layers)
 		return -EINVAL;
 	if (n_tokens == 0)
 		return 0;
 	pthread_mutex_lock(&cache->st->lock);
-	int rc = append_locked(cache->st, cache->rec, layer, n_tokens, k, v);
+	int rc = append_locked(cache->st, cache->rec, layer, n_tokens, k, v,
+			       scores);
 	pthread_mutex_unlock(&cache->st->lock);
 	return rc;
+}
+
+int kvt_cache_append(struct kvt_cache *cache, uint32_t layer, uint32_t n_tokens,
+		     const void *k, const void *v)
+{
+	return kvt_cache_append_scored(cache, layer, n_tokens, k, v, NULL);
 }
 
 /* ---------------------------------------------------------------- read */

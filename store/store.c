@@ -9,8 +9,13 @@
  * are deleted.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "bytes.h"
 #include "store_internal.h"
@@ -107,6 +112,8 @@ int kvt_catalog_del_locked(struct kvt_store *st, const char *name)
 static int load_cache(void *ctx, const char *name, const void *rec, size_t len)
 {
 	struct kvt_store *st = ctx;
+	if (strchr(name, '/'))
+		return kvt_meta_adopt_locked(st, name, rec, len);
 	struct cache_rec *c = calloc(1, sizeof *c);
 	if (!c)
 		return -ENOMEM;
@@ -186,14 +193,34 @@ static int recover(struct kvt_store *st)
 	free(o.keys);
 	for (struct cache_rec *c = st->caches; rc == 0 && c; c = c->next)
 		rc = kvt_cache_recover_locked(st, c);
+	if (rc == 0)
+		rc = kvt_meta_reclaim_locked(st);
 	return rc ? rc : drop_hidden(st);
 }
 
 /* ---------------------------------------------------------------- open/close */
 
+/* One process at a time per data directory: an exclusive flock on
+ * DIR/lock, released by the kernel when the process dies. */
+static int lock_data_dir(struct kvt_store *st)
+{
+	char path[4096];
+	if (mkdir(st->data_dir, 0700) && errno != EEXIST)
+		return -errno;
+	if (snprintf(path, sizeof path, "%s/lock", st->data_dir) >= (int)sizeof path)
+		return -ENAMETOOLONG;
+	st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (st->lock_fd < 0)
+		return -errno;
+	if (flock(st->lock_fd, LOCK_EX | LOCK_NB))
+		return errno == EWOULDBLOCK ? KVT_EBUSY : -errno;
+	return 0;
+}
+
 static int open_tiers(struct kvt_store *st)
 {
-	int rc = kvt_host_tier_create(st->cfg.host_bytes, &st->tier[KVT_TIER_HOST]);
+	int rc = st->data_dir ? lock_data_dir(st) : 0;
+	rc = rc ? rc : kvt_host_tier_create(st->cfg.host_bytes, &st->tier[KVT_TIER_HOST]);
 	if (rc == 0 && st->data_dir)
 		rc = kvt_disk_tier_create(st->data_dir, st->cfg.disk_bytes,
 					  st->cfg.zstd_level,
@@ -216,6 +243,11 @@ static void free_store(struct kvt_store *st)
 	for (int t = 0; t < KVT_TIER_COUNT; t++)
 		kvt_tier_destroy(st->tier[t]);
 	kvt_blocks_free(st);
+	if (st->lock_fd >= 0)
+		close(st->lock_fd);
+	for (size_t i = 0; i < st->n_meta_orphans; i++)
+		free(st->meta_orphans[i]);
+	free(st->meta_orphans);
 	pthread_mutex_destroy(&st->lock);
 	free(st->data_dir);
 	free(st);
@@ -232,6 +264,7 @@ int kvt_store_open(const struct kvt_store_config *cfg, struct kvt_store **out)
 	st->cfg.data_dir = NULL;
 	st->next_id = 1;
 	st->lru_head = st->lru_tail = KVT_NIL;
+	st->lock_fd = -1;
 	pthread_mutex_init(&st->lock, NULL);
 	int rc = 0;
 	if (cfg->data_dir && !(st->data_dir = strdup(cfg->data_dir)))
@@ -316,8 +349,9 @@ int kvt_store_list(struct kvt_store *st, struct kvt_cache_info **out, size_t *n)
 		return -EINVAL;
 	pthread_mutex_lock(&st->lock);
 	size_t count = 0;
+	/* Hidden caches (a snapshot being loaded) are not listed. */
 	for (struct cache_rec *c = st->caches; c; c = c->next)
-		count++;
+		count += c->name[0] != '.';
 	struct kvt_cache_info *v = count ? malloc(count * sizeof *v) : NULL;
 	if (count && !v) {
 		pthread_mutex_unlock(&st->lock);
@@ -325,7 +359,8 @@ int kvt_store_list(struct kvt_store *st, struct kvt_cache_info **out, size_t *n)
 	}
 	size_t i = 0;
 	for (struct cache_rec *c = st->caches; c; c = c->next)
-		fill_info(c, &v[i++]);
+		if (c->name[0] != '.')
+			fill_info(c, &v[i++]);
 	pthread_mutex_unlock(&st->lock);
 	*out = v;
 	*n = count;

@@ -40,7 +40,14 @@ struct layer_state {
 	uint64_t n_cold;      /* leading blocks stored with the cold codec */
 	uint8_t *tail;        /* raw block holding the partial last block */
 	uint32_t tail_tokens; /* valid tokens in tail (< block_tokens) */
+	/* ZipCache cold codec: saliency of tokens [scores_first, n_tokens)
+	 * (NaN: none given) while their blocks are raw; n_scores 0: none. */
+	float *scores;
+	uint64_t scores_first;
+	uint32_t n_scores, cap_scores;
 };
+
+struct meta_rec;
 
 struct cache_rec {
 	char name[KVT_NAME_MAX + 1];
@@ -48,6 +55,7 @@ struct cache_rec {
 	struct kvt_cache_config cfg;
 	struct layer_state *layers;
 	uint64_t n_blocks, raw_bytes, stored_bytes;
+	struct meta_rec *meta; /* metadata blobs, sorted by key (meta.c) */
 	int handles;
 	int dropped; /* removed from the store, freed with the last handle */
 	struct cache_rec *next;
@@ -57,6 +65,7 @@ struct kvt_store {
 	pthread_mutex_t lock;
 	struct kvt_store_config cfg;
 	char *data_dir;
+	int lock_fd;    /* flock on data_dir/lock, or -1 */
 	struct kvt_tier *tier[KVT_TIER_COUNT]; /* NULL when absent */
 	struct cache_rec *caches;
 	uint64_t next_id;
@@ -69,6 +78,9 @@ struct kvt_store {
 	uint32_t lru_head, lru_tail;
 	uint64_t raw_bytes, stored_bytes;
 	uint64_t demotions, promotions;
+	/* catalog names of metadata without a cache, found at open */
+	char **meta_orphans;
+	size_t n_meta_orphans;
 };
 
 struct kvt_cache {
@@ -88,6 +100,16 @@ int kvt_block_put_locked(struct kvt_store *st, const struct kvt_block_key *key,
  * the host tier when there is room. KVT_ENOTFOUND, KVT_ECORRUPT, -ENOBUFS. */
 int kvt_block_get_locked(struct kvt_store *st, const struct kvt_block_key *key,
 			 void *dst, size_t cap, struct kvt_block_meta *meta);
+
+/* Reads up to KVT_PEEK_BATCH blocks, each into dsts[i] (cap bytes),
+ * without promotion or LRU update (bulk readers such as snapshot save,
+ * which must not evict the working set): host copies directly, the
+ * disk-only ones in one batched read. Returns 0 or the first failure
+ * (KVT_ENOTFOUND, KVT_ECORRUPT, -ENOBUFS, -EIO). */
+#define KVT_PEEK_BATCH 64
+int kvt_block_peek_many_locked(struct kvt_store *st, size_t n,
+			       const struct kvt_block_key *keys,
+			       void *const *dsts, size_t cap);
 
 /* Meta of a stored block, or KVT_ENOTFOUND. */
 int kvt_block_stat_locked(struct kvt_store *st, const struct kvt_block_key *key,
@@ -138,6 +160,22 @@ int kvt_cache_flush_tails_locked(struct kvt_store *st, struct cache_rec *c);
 
 /* Rebuilds token counts and tails of c from its stored blocks (restart). */
 int kvt_cache_recover_locked(struct kvt_store *st, struct cache_rec *c);
+
+/* ---- meta.c */
+
+/* Frees the in-memory metadata of c. */
+void kvt_meta_free_all(struct cache_rec *c);
+/* Restart: takes the catalog record `name` ("<cache>/<key>") as metadata
+ * of its cache, or remembers it for deletion when there is no such cache. */
+int kvt_meta_adopt_locked(struct kvt_store *st, const char *name,
+			  const void *rec, size_t len);
+/* Deletes the catalog records remembered by kvt_meta_adopt_locked. */
+int kvt_meta_reclaim_locked(struct kvt_store *st);
+/* Deletes the persisted metadata of c (its cache record is already gone). */
+int kvt_meta_drop_locked(struct kvt_store *st, struct cache_rec *c);
+/* Moves c's persisted metadata from old_name to c->name. */
+int kvt_meta_rename_locked(struct kvt_store *st, struct cache_rec *c,
+			   const char *old_name);
 
 /* kvt_cache_create for internal names (a leading '.', which the public
  * call refuses). */

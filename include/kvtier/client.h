@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "kvtier/kvtier.h"
+#include "kvtier/snapshot.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -108,6 +109,28 @@ int kvt_client_list(struct kvt_client *cl, struct kvt_cache_info **out,
 
 /* Statistics of the daemon's store (kvt_store_stats). */
 int kvt_client_stats(struct kvt_client *cl, struct kvt_stats *out);
+
+/*
+ * Snapshots through the daemon (kvtier/snapshot.h): the daemon itself
+ * writes or reads the file, with its own file-system rights, so path is
+ * resolved here to an absolute path (symlinks included; for a save the
+ * directory must exist) and must mean the same file to the daemon. The
+ * daemon serves these requests only to peers with its own uid (-EPERM
+ * otherwise). opts (may be NULL): zstd_level and progress are used; the
+ * progress callback runs in this thread as the daemon reports, its return
+ * value is ignored (a save or load cannot be cancelled from here).
+ * Errors: those of kvt_snapshot_save / kvt_snapshot_load as the daemon
+ * returns them, -errno from resolving path, -ENAMETOOLONG, and the
+ * client errors above.
+ */
+int kvt_client_snapshot_save(struct kvt_client *cl, const char *name,
+			     const char *path, const struct kvt_snapshot_opts *opts,
+			     struct kvt_snapshot_info *info);
+
+int kvt_client_snapshot_load(struct kvt_client *cl, const char *path,
+			     const char *as_name,
+			     const struct kvt_snapshot_opts *opts,
+			     struct kvt_snapshot_info *info);
 
 #ifdef __cplusplus
 }

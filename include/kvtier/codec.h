@@ -36,7 +36,9 @@
  *  residual: [heads][R][dim] in the header's dtype.
  *
  * ---- raw payload: [heads][tokens][dim] in the header's dtype.
- * ---- ZipCache payload: documented in codec/zipcache.c.
+ * ---- ZipCache payload (codec id KVT_CODEC_ZIPCACHE): header bits = low
+ * bits, high_bits, n_salient; group and residual 0. Layout and arithmetic
+ * are documented at the top of codec/zipcache.c.
  */
 #ifndef KVTIER_CODEC_H
 #define KVTIER_CODEC_H
@@ -152,8 +154,11 @@ int kvt_codec_decode_f32(const void *src, size_t len, float *dst, size_t cap,
  * number of probing queries that see j.
  * probe_ratio 1.0 (or more) uses every query (exact); below 1.0 the probe set
  * is the most recent 5% of queries plus a uniform random sample (seeded by
- * seed) bringing the total to about probe_ratio of the queries.
- * Errors: -EINVAL, -ENOMEM.
+ * seed; the same seed gives the same scores) bringing the total to
+ * round(probe_ratio * n_tokens) queries, at least one; the cost is about
+ * probe_ratio of the exact one. Uses O(n_tokens * dim) scratch memory.
+ * Errors: -EINVAL (NULL pointer, a zero size, n_q_heads not a multiple of
+ * n_kv_heads, probe_ratio <= 0 or NaN), -ENOMEM.
  */
 int kvt_zipcache_saliency(const float *q, uint32_t n_q_heads,
 			  const float *k, uint32_t n_kv_heads,

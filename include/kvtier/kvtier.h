@@ -117,7 +117,14 @@ struct kvt_codec_params {
 	uint32_t residual;    /* newest tokens kept at full precision (default 128);
 	                         the store uses 0 per block and keeps its own window */
 	float salient_ratio;  /* ZipCache: fraction of tokens at high_bits (0..1) */
-	const float *saliency; /* ZipCache: optional per-token scores (n = tokens);
+	uint8_t zip_tokenwise; /* ZipCache: 1 = plain tokenwise quantization (no
+	                          per-channel normalisers); 0 (default) =
+	                          channel-separable. Not kept by the store, which
+	                          always uses the default. */
+	const float *saliency; /* ZipCache: optional per-token scores (n = tokens),
+	                          e.g. from kvt_zipcache_saliency(); the
+	                          round(salient_ratio * tokens) highest get
+	                          high_bits (ties: lower index first; NaN lowest).
 	                          NULL: the codec treats every token as low-bit.
 	                          Only read during encode; never stored. */
 };
@@ -157,7 +164,9 @@ struct kvt_store;
  * missing) and every cache and acknowledged block stored there before is
  * available again. On success *out owns the store; release it with
  * kvt_store_close(). Errors: -EINVAL (bad config), -ENOMEM, -errno from the
- * file system, KVT_ECORRUPT (unreadable index), KVT_EVERSION.
+ * file system, KVT_ECORRUPT (unreadable index), KVT_EVERSION, KVT_EBUSY
+ * (another store, e.g. a running kvtierd, has data_dir open: one process
+ * at a time may use a data directory).
  */
 int kvt_store_open(const struct kvt_store_config *cfg, struct kvt_store **out);
 
@@ -222,6 +231,21 @@ int kvt_cache_append(struct kvt_cache *cache, uint32_t layer, uint32_t n_tokens,
 		     const void *k, const void *v);
 
 /*
+ * Like kvt_cache_append, with one saliency score per token (n_tokens floats,
+ * e.g. from kvt_zipcache_saliency(); NULL: none) for a cache whose cold
+ * codec is ZipCache: when a block is encoded cold, the round(salient_ratio *
+ * block_tokens) tokens of the block with the highest scores get high_bits.
+ * Scores are kept, copied, only while their block is raw; they are not
+ * stored, so a block whose tokens have no scores (appended with
+ * kvt_cache_append, or raw across a restart) is encoded with every token at
+ * low bits, and tokens without scores rank below those with. With another
+ * cold codec the scores are ignored. Errors: as kvt_cache_append.
+ */
+int kvt_cache_append_scored(struct kvt_cache *cache, uint32_t layer,
+			    uint32_t n_tokens, const void *k, const void *v,
+			    const float *scores);
+
+/*
  * Reads tokens [first, first + n_tokens) of layer `layer` into k and v
  * ([n_kv_heads][n_tokens][head_dim] of the cache dtype). Quantized blocks are
  * decoded. Errors: KVT_ENOTFOUND (range past the appended tokens),
@@ -240,6 +264,44 @@ int kvt_cache_read(struct kvt_cache *cache, uint32_t layer, uint64_t first,
 int kvt_cache_read_block(struct kvt_cache *cache, uint32_t layer,
 			 uint64_t block, void *dst, size_t dst_len,
 			 uint32_t *n_tokens);
+
+/* ---------------------------------------------------------------- metadata */
+
+#define KVT_META_KEY_MAX 63                 /* bytes of a metadata key */
+#define KVT_META_MAX_BYTES (256ull << 20)   /* largest metadata blob */
+
+/*
+ * Stores a named blob of metadata with the cache (a retrieval index, for
+ * example), replacing any blob of the same key. key: 1..KVT_META_KEY_MAX
+ * printable bytes without '/'. The data is copied; len may be 0. With a
+ * disk tier the blob is durable when this returns; it goes away with the
+ * cache (kvt_cache_drop) and travels with it in snapshots.
+ * Errors: -EINVAL (bad key, NULL data with len > 0), KVT_ETOOBIG (len >
+ * KVT_META_MAX_BYTES), KVT_ENOSPACE, -ENOMEM, -errno. On error the previous
+ * blob of that key, if any, is unchanged.
+ */
+int kvt_cache_meta_put(struct kvt_cache *cache, const char *key,
+		       const void *data, size_t len);
+
+/*
+ * Reads the blob `key`. On success *data is a malloc'd copy of *len bytes
+ * (never NULL, even when *len is 0) that the caller frees with free().
+ * Errors: KVT_ENOTFOUND, KVT_ECORRUPT (the stored blob failed its checksum),
+ * -EINVAL, -ENOMEM.
+ */
+int kvt_cache_meta_get(struct kvt_cache *cache, const char *key, void **data,
+		       size_t *len);
+
+/* Deletes the blob `key`. Errors: KVT_ENOTFOUND, -EINVAL, -errno. */
+int kvt_cache_meta_del(struct kvt_cache *cache, const char *key);
+
+/*
+ * Lists the metadata keys of the cache, sorted. On success *keys is a
+ * malloc'd array of *n entries (NULL when *n is 0) that the caller frees
+ * with free(). Errors: -EINVAL, -ENOMEM.
+ */
+int kvt_cache_meta_list(struct kvt_cache *cache,
+			char (**keys)[KVT_META_KEY_MAX + 1], size_t *n);
 
 struct kvt_cache_info {
 	char name[KVT_NAME_MAX + 1];

@@ -15,6 +15,7 @@
 
 #include "checksum.h"
 #include "kvtier/kvtier.h"
+#include "kvtier/snapshot.h"
 #include "locate.h"
 
 #define ARENA_BYTES (512ull << 20) /* both arenas */
@@ -390,4 +391,21 @@ int fake_store_move_block(struct kvt_store *s, const char *name,
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
+}
+
+/* Snapshots are the real store's business (tests/store, test_kvtierd_store). */
+int kvt_snapshot_save(struct kvt_store *st, const char *name, const char *path,
+		      const struct kvt_snapshot_opts *opts,
+		      struct kvt_snapshot_info *info)
+{
+	(void)st, (void)name, (void)path, (void)opts, (void)info;
+	return -ENOTSUP;
+}
+
+int kvt_snapshot_load(struct kvt_store *st, const char *path,
+		      const char *as_name, const struct kvt_snapshot_opts *opts,
+		      struct kvt_snapshot_info *info)
+{
+	(void)st, (void)path, (void)as_name, (void)opts, (void)info;
+	return -ENOTSUP;
 }

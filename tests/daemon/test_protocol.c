@@ -369,3 +369,52 @@ Test(protocol, locate_round_trip_and_bounds)
 	w.len = 0;
 	cr_assert_eq(kvt_enc_locate_rep(&w, &m), KVT_ETOOBIG);
 }
+
+Test(protocol, snapshot_messages_round_trip_and_bounds)
+{
+	struct kvt_msg_snap_save_req s = {.zstd_level = 3, .progress = 1}, sd;
+	strcpy(s.name, "doc");
+	strcpy(s.path, "/var/tmp/doc.kvs");
+	kvt_enc_snap_save_req(&w, &s);
+	cr_assert_eq(kvt_dec_snap_save_req(w.data, w.len, &sd), 0);
+	cr_assert_str_eq(sd.name, "doc");
+	cr_assert_str_eq(sd.path, "/var/tmp/doc.kvs");
+	cr_assert_eq(sd.zstd_level, 3);
+	cr_assert_eq(sd.progress, 1);
+	for (size_t n = 0; n < w.len; n++)
+		cr_assert_neq(kvt_dec_snap_save_req(w.data, n, &sd), 0, "prefix %zu", n);
+	w.data[w.len - 2] = 23; /* zstd level out of range */
+	cr_assert_eq(kvt_dec_snap_save_req(w.data, w.len, &sd), KVT_EPROTO);
+
+	struct kvt_msg_snap_load_req l = {.progress = 0}, ld;
+	strcpy(l.path, "/x.kvs"); /* as_name empty: the file's name */
+	w.len = 0;
+	kvt_enc_snap_load_req(&w, &l);
+	cr_assert_eq(kvt_dec_snap_load_req(w.data, w.len, &ld), 0);
+	cr_assert_str_eq(ld.path, "/x.kvs");
+	cr_assert_str_eq(ld.as_name, "");
+	for (size_t n = 0; n < w.len; n++)
+		cr_assert_neq(kvt_dec_snap_load_req(w.data, n, &ld), 0, "prefix %zu", n);
+
+	struct kvt_msg_snap_rep r = {{.name = "doc", .version = 1, .n_tokens = 7,
+				      .n_blocks = 2, .n_sections = 4, .payload_bytes = 9,
+				      .n_meta = 1, .meta_bytes = 3, .file_bytes = 500}}, rd;
+	r.info.config = sample_info("x").config;
+	w.len = 0;
+	kvt_enc_snap_rep(&w, &r);
+	cr_assert_eq(kvt_dec_snap_rep(w.data, w.len, &rd), 0);
+	cr_assert_eq(memcmp(&rd.info, &r.info, sizeof r.info), 0);
+	for (size_t n = 0; n < w.len; n++)
+		cr_assert_neq(kvt_dec_snap_rep(w.data, n, &rd), 0, "prefix %zu", n);
+
+	struct kvt_msg_progress p = {5, 10}, pd;
+	w.len = 0;
+	kvt_enc_progress(&w, &p);
+	cr_assert_eq(kvt_dec_progress(w.data, w.len, &pd), 0);
+	cr_assert_eq(pd.done, 5);
+	p.done = 11; /* more done than total */
+	w.len = 0;
+	kvt_enc_progress(&w, &p);
+	cr_assert_eq(kvt_dec_progress(w.data, w.len, &pd), KVT_EPROTO);
+	cr_assert_str_eq(kvt_op_name(KVT_OP_SNAPSHOT_SAVE), "snapshot_save");
+}
