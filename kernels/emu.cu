@@ -8,6 +8,7 @@
 #include "kivi_dequant.cuh"
 #include "kivi_quant.cuh"
 #include "score.cuh"
+#include "zip_dequant.cuh"
 
 extern "C" int kvt_emu_gather(const struct kvt_gpu_item *items, uint32_t n)
 {
@@ -82,4 +83,37 @@ extern "C" int kvt_emu_score_topk(const float *q, uint32_t sets, uint32_t nq,
 			 top_score ? top_score + r * k : NULL, 0, 1);
 	free(cs);
 	return 0;
+}
+
+extern "C" int kvt_emu_zip_dequantize(const struct kvt_zip_geom *g,
+				      const void *enc, size_t len, void *raw)
+{
+	int rc = kvt_zip_geom_check(g);
+	if (rc)
+		return rc;
+	if (len == 0 || len > (1u << 30))
+		return -EINVAL;
+	uint8_t *s = (uint8_t *)aligned_alloc(16, (len + 15) & ~(size_t)15);
+	if (!s)
+		return -ENOMEM;
+	for (uint32_t t = 0; t < ZIP_THREADS; t++)
+		kvt_block_copy((const uint8_t *)enc, s, (uint32_t)len, t, ZIP_THREADS);
+	struct zip_sect k, v;
+	const uint32_t n = (uint32_t)len;
+	int ok = zip_stream_ok(*g, s, n, 0, &k) &&
+		 zip_stream_ok(*g, s + k.end, n - k.end, 1, &v) &&
+		 k.end + v.end == n && zip_bitmap_ok(*g, s, k) &&
+		 zip_bitmap_ok(*g, s + k.end, v) && zip_norms_ok(*g, s, k, 0, 1) &&
+		 zip_norms_ok(*g, s + k.end, v, 0, 1);
+	if (ok) {
+		const uint32_t per_half = g->heads * g->tokens * k.wh;
+		const size_t half_bytes = (size_t)g->heads * g->tokens * g->dim *
+				    kvt_kg_esize(g->dtype);
+		for (uint32_t i = 0; i < per_half; i++) {
+			zip_decode_item(*g, s, k, (uint8_t *)raw, i);
+			zip_decode_item(*g, s + k.end, v, (uint8_t *)raw + half_bytes, i);
+		}
+	}
+	free(s);
+	return ok ? 0 : KVT_EFORMAT;
 }

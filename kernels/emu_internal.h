@@ -24,6 +24,11 @@ int kvt_emu_kivi_quantize(const struct kvt_kivi_geom *g, const void *raw,
 int kvt_emu_kivi_dequantize(const struct kvt_kivi_geom *g, const void *enc,
 			    void *raw, int fused);
 
+/* One ZipCache block of len bytes: encoded -> raw through the kernel's
+ * staging and checks; KVT_EFORMAT (raw untouched) for a bad block. */
+int kvt_emu_zip_dequantize(const struct kvt_zip_geom *g, const void *enc,
+			   size_t len, void *raw);
+
 /* The gather kernel over n items. */
 int kvt_emu_gather(const struct kvt_gpu_item *items, uint32_t n);
 

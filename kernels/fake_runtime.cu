@@ -273,3 +273,24 @@ extern "C" int kvt_gpu_score_topk(const float *q, uint32_t nq, const float *keys
 	return kvt_gpu_score_topk_sets(q, 1, nq, keys, m, dim, k, scores,
 				       top_idx, top_score, s);
 }
+
+extern "C" int kvt_zip_dequantize(const struct kvt_zip_geom *g,
+				  struct kvt_gpu_batch *b, uint32_t n,
+				  struct kvt_stream *s)
+{
+	(void)s;
+	int rc = kvt_zip_geom_check(g);
+	if (rc || (rc = kvt_zip_items_ok(b, n)))
+		return rc;
+	for (uint32_t i = 0; i < n; i++)
+		if (((b->host[i].len + 15) & ~15ull) + 256 > FAKE_SMEM_LIMIT)
+			return KVT_ETOOBIG;
+	for (uint32_t i = 0; i < n; i++) {
+		rc = kvt_emu_zip_dequantize(g, b->host[i].src, b->host[i].len,
+					    b->host[i].dst);
+		b->results[i] = rc == KVT_EFORMAT ? KVT_EFORMAT : 0;
+		if (rc && rc != KVT_EFORMAT)
+			return rc;
+	}
+	return 0;
+}

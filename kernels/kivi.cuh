@@ -34,6 +34,9 @@ int kvt_kivi_plan(const struct kvt_kivi_geom *g, int quant, struct kivi_plan *p)
 // Checks that every item's pointers are 4-byte aligned and not NULL.
 int kvt_kivi_items_ok(const struct kvt_gpu_batch *b, uint32_t n);
 
+// The same, and every item's len (its encoded bytes) in 1 .. 1 GiB.
+int kvt_zip_items_ok(const struct kvt_gpu_batch *b, uint32_t n);
+
 struct kivi_group {
 	uint16_t sh, mh; // stored fp16 scale and minimum
 	float m, inv;    // decoded minimum, fp32 reciprocal of the scale

@@ -44,3 +44,18 @@ int kvt_kivi_geom_sizes(const struct kvt_kivi_geom *g, size_t *raw,
 		*encoded = (size_t)k.end + v.end;
 	return 0;
 }
+
+int kvt_zip_geom_check(const struct kvt_zip_geom *g)
+{
+	if (!g || g->heads == 0 || g->dim == 0 || g->tokens == 0)
+		return -EINVAL;
+	if (g->dtype != KVT_DTYPE_F16 && g->dtype != KVT_DTYPE_BF16 &&
+	    g->dtype != KVT_DTYPE_F32)
+		return -EINVAL;
+	if (g->heads > KVT_MAX_KV_HEADS * 4 || g->dim > KVT_MAX_HEAD_DIM ||
+	    (uint64_t)g->heads * g->tokens * g->dim * 4 > (1ull << 30))
+		return -EINVAL;
+	int bits_ok = g->bits == 2 || g->bits == 4 || g->bits == 8;
+	int high_ok = g->high_bits == 4 || g->high_bits == 8;
+	return bits_ok && high_ok && g->high_bits > g->bits ? 0 : KVT_ECODEC;
+}

@@ -35,3 +35,12 @@ int kvt_kivi_items_ok(const struct kvt_gpu_batch *b, uint32_t n)
 	}
 	return 0;
 }
+
+int kvt_zip_items_ok(const struct kvt_gpu_batch *b, uint32_t n)
+{
+	int rc = kvt_kivi_items_ok(b, n);
+	for (uint32_t i = 0; rc == 0 && i < n; i++)
+		if (b->host[i].len == 0 || b->host[i].len > (1u << 30))
+			rc = -EINVAL;
+	return rc;
+}

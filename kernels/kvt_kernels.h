@@ -185,6 +185,35 @@ int kvt_kivi_gather_dequantize(const struct kvt_kivi_geom *g,
 			       struct kvt_gpu_batch *b, uint32_t n,
 			       struct kvt_stream *s);
 
+/* ---------------------------------------------------------------- ZipCache */
+
+/* Geometry of a ZipCache block: the K stream then the V stream of one raw
+ * block (codec/zipcache.c's format); each stream says its own salient
+ * count and whether it has channel normalisers. */
+struct kvt_zip_geom {
+	uint32_t heads, tokens, dim;
+	enum kvt_dtype dtype;
+	uint8_t bits;      /* ordinary tokens: 2, 4, 8 */
+	uint8_t high_bits; /* salient tokens: 4, 8, more than bits */
+};
+
+/* 0, -EINVAL (sizes, dtype) or KVT_ECODEC (bits). Works without CUDA. */
+int kvt_zip_geom_check(const struct kvt_zip_geom *g);
+
+/*
+ * Decodes items [0, n) of b: src an encoded ZipCache block of len bytes
+ * (len varies with the salient count), dst a raw block of the geometry's
+ * dtype; values equal kvt_codec_decode's. One thread block per item copies
+ * the encoded block into shared memory first, so src may be mapped pinned
+ * host memory (a fused reload) or device memory. Headers, lengths, the
+ * salient bitmap and the normalisers are checked on the device: a bad
+ * block gets KVT_EFORMAT in kvt_gpu_batch_results and its dst is left
+ * alone. Errors: -EINVAL, KVT_ECODEC, KVT_ETOOBIG (a block over the shared
+ * memory of a thread block, 227 KiB on Hopper), KVT_ECUDA, KVT_ENOGPU.
+ */
+int kvt_zip_dequantize(const struct kvt_zip_geom *g, struct kvt_gpu_batch *b,
+		       uint32_t n, struct kvt_stream *s);
+
 /* ---------------------------------------------------------------- scoring */
 
 /*

@@ -93,3 +93,10 @@ int kvt_gpu_score_topk_sets(const float *q, uint32_t sets, uint32_t nq,
 	(void)scores, (void)top_idx, (void)top_score, (void)s;
 	return KVT_ENOGPU;
 }
+
+int kvt_zip_dequantize(const struct kvt_zip_geom *g, struct kvt_gpu_batch *b,
+		       uint32_t n, struct kvt_stream *s)
+{
+	(void)g, (void)b, (void)n, (void)s;
+	return KVT_ENOGPU;
+}

@@ -94,4 +94,72 @@ static inline void kt_cpu_decode(const struct kvt_kivi_geom *g,
 	cr_assert_eq(kvt_codec_decode(enc + kn, len - kn, raw + half, half, NULL), 0);
 }
 
+/* ---- ZipCache */
+
+struct kt_zip_case {
+	struct kvt_zip_geom g;
+	float ratio;   /* salient ratio; < 0: no saliency scores */
+	int tokenwise; /* 1: no channel normalisers */
+};
+
+static inline struct kvt_kivi_geom kt_zip_as_kivi(const struct kvt_zip_geom *g)
+{
+	return (struct kvt_kivi_geom){g->heads, g->tokens, g->dim, g->dtype, 2, 4, 0};
+}
+
+/* The CPU codec's ZipCache encoding of a block (K stream then V stream,
+ * the same scores for both); *len gets its size. */
+static inline uint8_t *kt_zip_encode(const struct kt_zip_case *c,
+				     const uint8_t *raw, size_t *len,
+				     uint64_t seed)
+{
+	const struct kvt_zip_geom *g = &c->g;
+	struct kvt_codec_params p;
+	struct kvt_tensor_desc d = {g->heads, g->tokens, g->dim, g->dtype};
+	size_t kn, vn, kw, vw;
+	size_t half = (size_t)g->heads * g->tokens * g->dim * kvt_dtype_size(g->dtype);
+	float *scores = malloc(g->tokens * sizeof *scores);
+	cr_assert(scores);
+	for (uint32_t t = 0; t < g->tokens; t++)
+		scores[t] = kt_uniform(&seed);
+	kvt_codec_params_init(&p, KVT_CODEC_ZIPCACHE);
+	p.bits = g->bits;
+	p.high_bits = g->high_bits;
+	p.salient_ratio = c->ratio < 0 ? 0.0f : c->ratio;
+	p.saliency = c->ratio < 0 ? NULL : scores;
+	p.zip_tokenwise = (uint8_t)c->tokenwise;
+	cr_assert_eq(kvt_codec_encoded_size(&p, KVT_KIND_KEY, &d, &kn), 0);
+	cr_assert_eq(kvt_codec_encoded_size(&p, KVT_KIND_VALUE, &d, &vn), 0);
+	uint8_t *out = malloc(kn + vn);
+	cr_assert(out);
+	cr_assert_eq(kvt_codec_encode(&p, KVT_KIND_KEY, &d, raw, out, kn, &kw), 0);
+	cr_assert_eq(kvt_codec_encode(&p, KVT_KIND_VALUE, &d, raw + half,
+				      out + kn, vn, &vw), 0);
+	free(scores);
+	*len = kn + vn;
+	return out;
+}
+
+/* The CPU decode of a ZipCache block into a raw block. */
+static inline void kt_zip_decode(const struct kvt_zip_geom *g, const uint8_t *enc,
+				 size_t len, uint8_t *raw)
+{
+	size_t half = (size_t)g->heads * g->tokens * g->dim * kvt_dtype_size(g->dtype);
+	uint32_t payload;
+	memcpy(&payload, enc + 32, 4);
+	size_t kn = KVT_CODEC_HEADER_BYTES + payload;
+	cr_assert_eq(kvt_codec_decode(enc, kn, raw, half, NULL), 0);
+	cr_assert_eq(kvt_codec_decode(enc + kn, len - kn, raw + half, half, NULL), 0);
+}
+
+static const struct kt_zip_case kt_zip_cases[] = {
+	{{8, 16, 128, KVT_DTYPE_F16, 2, 4}, 0.25f, 0},  /* the store's block */
+	{{8, 16, 128, KVT_DTYPE_F16, 2, 8}, 0.25f, 1},  /* tokenwise */
+	{{2, 40, 40, KVT_DTYPE_BF16, 2, 8}, 0.2f, 0},   /* partial code words */
+	{{3, 33, 64, KVT_DTYPE_F32, 4, 8}, 0.3f, 0},    /* bitmap past 32 tokens */
+	{{2, 16, 64, KVT_DTYPE_F16, 2, 4}, -1.0f, 0},   /* no saliency: no salient rows */
+	{{2, 16, 64, KVT_DTYPE_BF16, 4, 8}, 1.0f, 0},   /* every token salient */
+};
+#define KT_N_ZIP (sizeof kt_zip_cases / sizeof kt_zip_cases[0])
+
 #endif

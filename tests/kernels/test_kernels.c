@@ -480,3 +480,84 @@ Test(score_gpu, bad_arguments_are_einval)
 	cr_assert_eq(kvt_gpu_score_topk(NULL, 1, p, 10, 8, 1, p, ix, NULL, NULL), -EINVAL);
 	kvt_gpu_free(p);
 }
+
+/* ---------------------------------------------------------------- ZipCache */
+
+/* n blocks of one case from mapped host memory; block 1 has its bitmap
+ * broken and must come back KVT_EFORMAT with its slot untouched. */
+static void check_zip(const struct kt_zip_case *c, size_t ci)
+{
+	const uint32_t n = 5;
+	const struct kvt_kivi_geom kg = kt_zip_as_kivi(&c->g);
+	const size_t raw = 2 * (size_t)c->g.heads * c->g.tokens * c->g.dim *
+			   kvt_dtype_size(c->g.dtype);
+	uint8_t *encs[5], *host, *src;
+	size_t lens[5], off[5], total = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *r = kt_raw_block(&kg, 300 + i);
+		encs[i] = kt_zip_encode(c, r, &lens[i], i);
+		off[i] = total;
+		total += (lens[i] + 15) / 16 * 16;
+		free(r);
+	}
+	cr_assert_eq(kvt_gpu_host_alloc(total, (void **)&host), 0);
+	cr_assert_eq(kvt_gpu_host_device_ptr(host, (void **)&src), 0);
+	for (uint32_t i = 0; i < n; i++)
+		memcpy(host + off[i], encs[i], lens[i]);
+	host[off[1] + 44] ^= 1; /* K bitmap: one salient token too many or few */
+	uint8_t *dst = dev_alloc(n * raw, 0x77);
+	struct kvt_gpu_batch *b;
+	cr_assert_eq(kvt_gpu_batch_create(n, &b), 0);
+	struct kvt_gpu_item *it = kvt_gpu_batch_items(b);
+	for (uint32_t i = 0; i < n; i++)
+		it[i] = (struct kvt_gpu_item){src + off[i], dst + slot_of(i, n) * raw,
+					      lens[i]};
+	cr_assert_eq(kvt_zip_dequantize(&c->g, b, n, NULL), 0);
+	cr_assert_eq(kvt_stream_sync(NULL), 0);
+	uint8_t *got = malloc(raw), *want = malloc(raw);
+	for (uint32_t i = 0; i < n; i++) {
+		from_dev(got, dst + slot_of(i, n) * raw, raw);
+		if (i == 1) {
+			cr_assert_eq(kvt_gpu_batch_results(b)[i], KVT_EFORMAT);
+			for (size_t j = 0; j < raw; j++)
+				cr_assert_eq(got[j], 0x77);
+			continue;
+		}
+		cr_assert_eq(kvt_gpu_batch_results(b)[i], 0, "case %zu block %u", ci, i);
+		kt_zip_decode(&c->g, encs[i], lens[i], want);
+		cr_assert_eq(memcmp(got, want, raw), 0, "case %zu block %u: GPU decode differs",
+			     ci, i);
+	}
+	for (uint32_t i = 0; i < n; i++)
+		free(encs[i]);
+	free(got), free(want);
+	kvt_gpu_batch_free(b);
+	kvt_gpu_free(dst);
+	kvt_gpu_host_free(host);
+}
+
+Test(zip_gpu, dequantize_from_mapped_host_memory_equals_the_cpu_decode)
+{
+	need_gpu();
+	for (size_t ci = 0; ci < KT_N_ZIP; ci++)
+		check_zip(&kt_zip_cases[ci], ci);
+}
+
+Test(zip_gpu, arguments_are_checked_before_launch)
+{
+	need_gpu();
+	struct kvt_zip_geom g = kt_zip_cases[0].g;
+	struct kvt_gpu_batch *b;
+	cr_assert_eq(kvt_gpu_batch_create(1, &b), 0);
+	void *p = dev_alloc(1 << 20, 0);
+	struct kvt_gpu_item *it = kvt_gpu_batch_items(b);
+	it[0] = (struct kvt_gpu_item){p, (uint8_t *)p + 4096, 0}; /* no length */
+	cr_assert_eq(kvt_zip_dequantize(&g, b, 1, NULL), -EINVAL);
+	it[0].len = 300u << 10; /* more than a thread block's shared memory */
+	cr_assert_eq(kvt_zip_dequantize(&g, b, 1, NULL), KVT_ETOOBIG);
+	g.high_bits = 2;
+	cr_assert_eq(kvt_zip_dequantize(&g, b, 1, NULL), KVT_ECODEC);
+	cr_assert_eq(kvt_zip_dequantize(&kt_zip_cases[0].g, b, 2, NULL), -EINVAL);
+	kvt_gpu_free(p);
+	kvt_gpu_batch_free(b);
+}

@@ -196,3 +196,53 @@ Test(kernels_emu, signed_zero_ties_follow_the_scalar_reference)
 	free(got);
 	free(want);
 }
+
+/* ---------------------------------------------------------------- ZipCache */
+
+Test(kernels_emu, zipcache_decode_equals_the_cpu_decode)
+{
+	for (size_t ci = 0; ci < KT_N_ZIP; ci++) {
+		const struct kt_zip_case *c = &kt_zip_cases[ci];
+		const struct kvt_kivi_geom kg = kt_zip_as_kivi(&c->g);
+		size_t len, raw_len = 2 * (size_t)c->g.heads * c->g.tokens * c->g.dim *
+				      kvt_dtype_size(c->g.dtype);
+		uint8_t *raw = kt_raw_block(&kg, ci + 70);
+		uint8_t *enc = kt_zip_encode(c, raw, &len, ci + 3);
+		uint8_t *want = malloc(raw_len), *got = malloc(raw_len);
+		kt_zip_decode(&c->g, enc, len, want);
+		memset(got, 0xcd, raw_len);
+		cr_assert_eq(kvt_emu_zip_dequantize(&c->g, enc, len, got), 0, "case %zu", ci);
+		cr_assert_eq(memcmp(got, want, raw_len), 0, "case %zu", ci);
+		free(got), free(want), free(enc), free(raw);
+	}
+}
+
+Test(kernels_emu, zipcache_bad_blocks_are_eformat)
+{
+	const struct kt_zip_case *c = &kt_zip_cases[0];
+	const struct kvt_kivi_geom kg = kt_zip_as_kivi(&c->g);
+	size_t len, raw_len = 2 * (size_t)c->g.heads * c->g.tokens * c->g.dim * 2;
+	uint8_t *raw = kt_raw_block(&kg, 5), *got = malloc(raw_len);
+	uint8_t *enc = kt_zip_encode(c, raw, &len, 9);
+	uint32_t kn;
+	memcpy(&kn, enc + 32, 4);
+	kn += 40;
+	/* offsets: K bitmap word, K flags, V magic, the first normaliser */
+	const size_t at[] = {44, 40, kn, 44 + 4 + 1};
+	const uint8_t x[] = {0x01, 0x02, 0x01, 0x80};
+	for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+		enc[at[i]] ^= x[i];
+		memset(got, 0x11, raw_len);
+		cr_assert_eq(kvt_emu_zip_dequantize(&c->g, enc, len, got), KVT_EFORMAT, "%zu", i);
+		cr_assert_eq(got[0], 0x11);
+		enc[at[i]] ^= x[i];
+	}
+	cr_assert_eq(kvt_emu_zip_dequantize(&c->g, enc, len - 4, got), KVT_EFORMAT);
+	struct kvt_zip_geom other = c->g;
+	other.high_bits = 8;
+	cr_assert_eq(kvt_emu_zip_dequantize(&other, enc, len, got), KVT_EFORMAT);
+	other.high_bits = 2;
+	cr_assert_eq(kvt_emu_zip_dequantize(&other, enc, len, got), KVT_ECODEC);
+	cr_assert_eq(kvt_emu_zip_dequantize(&c->g, enc, len, got), 0);
+	free(enc), free(raw), free(got);
+}
