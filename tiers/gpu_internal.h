@@ -21,13 +21,16 @@ struct gpu_entry {
 	int used;
 };
 
+#define GPU_N_CODECS 3 /* batches indexed by enum kvt_codec_id: raw, KIVI, ZipCache */
+
 struct gpu_reload {
 	int pending;
 	uint32_t n;
 	struct kvt_block_key *keys;   /* n, owned */
-	uint32_t *kivi_of;            /* item -> batch slot of the KIVI launch, or UINT32_MAX */
-	struct kvt_gpu_batch *raw, *kivi;
-	uint32_t cap;                 /* capacity of both batches */
+	uint8_t *codec_of;            /* item -> its codec */
+	uint32_t *pos;                /* item -> its index in batch[codec] */
+	struct kvt_gpu_batch *batch[GPU_N_CODECS];
+	uint32_t cap;                 /* capacity of the batches */
 	struct kvt_gpu_event *done;
 	struct kvt_gpu_batch *staged; /* gather into stage (big KIVI blocks), lazily */
 	uint8_t *stage;               /* device staging area: spills, big blocks */

@@ -12,9 +12,9 @@ int kvt_gpu_tier_reload(struct kvt_tier *gpu, size_t n,
 			const struct kvt_block_key *keys,
 			const void *const *srcs,
 			const struct kvt_block_meta *metas,
-			const struct kvt_kivi_geom *geom, struct kvt_stream *s)
+			const struct kvt_block_codecs *cd, struct kvt_stream *s)
 {
-	(void)gpu, (void)n, (void)keys, (void)srcs, (void)metas, (void)geom;
+	(void)gpu, (void)n, (void)keys, (void)srcs, (void)metas, (void)cd;
 	(void)s;
 	return KVT_ENOGPU;
 }

@@ -8,8 +8,9 @@
  * tier's own stream and return when the copy is done.
  *
  * A reload request stores n blocks under their keys in one go: blocks
- * stored raw are copied by one gather launch; KIVI blocks are read over the
- * link compressed and decoded on the GPU by one fused launch (stored then
+ * stored raw are copied by one gather launch; quantized blocks are read
+ * over the link compressed and decoded on the GPU by one fused launch per
+ * codec, KIVI or ZipCache (stored then
  * as raw blocks: meta codec KVT_CODEC_RAW, len = raw_len, checksum 0 since
  * the GPU does not hash). The sources are host addresses of pinned mapped
  * memory (what the host tier's locate() returns).
@@ -19,7 +20,8 @@
  *   from its stat), build the cache's block geometry
  *     geom = {n_kv_heads, block_tokens, head_dim, dtype, cold.bits,
  *             group as kvt_cache_block_codec() sets it, residual 0},
- *   then kvt_gpu_tier_reload(gpu, n, keys, srcs, metas, &geom, stream);
+ *   (likewise a kvt_zip_geom for ZipCache caches), then
+ *   kvt_gpu_tier_reload(gpu, n, keys, srcs, metas, &codecs, stream);
  *   ... enqueue work that reads the blocks on the same stream, or do
  *   CPU work and poll with kvt_gpu_tier_reload_poll(gpu);
  *   kvt_gpu_tier_reload_wait(gpu, results) before the host blocks may be
@@ -38,23 +40,32 @@
 extern "C" {
 #endif
 
+/* Geometries of the quantized blocks a reload decodes (either may be NULL
+ * when no block of that codec is in the request). */
+struct kvt_block_codecs {
+	const struct kvt_kivi_geom *kivi;
+	const struct kvt_zip_geom *zip;
+};
+
 /*
  * Enqueues the reload of n blocks on stream s (NULL: the tier's stream).
  * keys[i] is stored from srcs[i] (host address, metas[i].len bytes, codec
- * metas[i].codec). geom describes KIVI blocks (every KIVI item must have
- * metas[i].len equal to its encoded size; NULL when all items are raw).
- * Keys already on the GPU are replaced; keys must be distinct. Errors (nothing enqueued, tier
+ * metas[i].codec: raw, KIVI or ZipCache). cd gives the geometry of the
+ * quantized blocks (a KIVI item's len must be its geometry's encoded size;
+ * cd may be NULL when all items are raw). Keys already on the GPU are
+ * replaced; keys must be distinct. Errors (nothing enqueued, tier
  * unchanged): -EINVAL (bad arguments, a source not mapped for the GPU, a
- * KIVI item without geom or with the wrong length), KVT_ECODEC (another
- * codec), KVT_ENOSPACE (the pool cannot hold them all), -ENOMEM,
- * KVT_ECUDA, KVT_ENOGPU. KIVI blocks too big for the fused kernel's shared
- * memory go through a device staging area (gather, then decode).
+ * quantized item without its geometry or with a wrong length), KVT_ECODEC
+ * (another codec), KVT_ENOSPACE (the pool cannot hold them all),
+ * KVT_ETOOBIG (a ZipCache block over a thread block's shared memory,
+ * 227 KiB on Hopper), -ENOMEM, KVT_ECUDA, KVT_ENOGPU. KIVI blocks too big
+ * for the fused kernel go through a device staging area (gather, decode).
  */
 int kvt_gpu_tier_reload(struct kvt_tier *gpu, size_t n,
 			const struct kvt_block_key *keys,
 			const void *const *srcs,
 			const struct kvt_block_meta *metas,
-			const struct kvt_kivi_geom *geom, struct kvt_stream *s);
+			const struct kvt_block_codecs *cd, struct kvt_stream *s);
 
 /* 0 when no reload is pending (done or none), -EAGAIN while it runs,
  * KVT_ECUDA when it failed. Never blocks. */
@@ -63,7 +74,8 @@ int kvt_gpu_tier_reload_poll(struct kvt_tier *gpu);
 /*
  * Waits for the pending reload (0 at once when none). results (may be
  * NULL) gets one status per item of that request: 0, or KVT_EFORMAT when a
- * KIVI block's headers did not match geom (its key is then removed).
+ * quantized block did not check out against its geometry (its key is then
+ * removed).
  * Returns 0 or the first failure (KVT_EFORMAT, KVT_ECUDA; after a CUDA
  * failure every key of the request is removed).
  */

@@ -12,6 +12,7 @@
 #include "kernel_test.h"
 
 static const struct kvt_kivi_geom geom = {8, 16, 128, KVT_DTYPE_F16, 2, 16, 0};
+static const struct kvt_block_codecs codecs = {&geom, NULL};
 
 Test(gpu_tier, absent_without_a_device)
 {
@@ -85,7 +86,7 @@ Test(gpu_tier, reload_gathers_raw_and_decodes_kivi_blocks)
 	struct kvt_stream *s;
 	cr_assert_eq(kvt_stream_create(&s), 0);
 	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, f.n, f.keys, f.srcs, f.metas,
-					 &geom, s), 0);
+					 &codecs, s), 0);
 	int rc;
 	while ((rc = kvt_gpu_tier_reload_poll(f.gpu)) == -EAGAIN)
 		;
@@ -122,7 +123,7 @@ Test(gpu_tier, a_corrupt_kivi_block_is_reported_and_dropped)
 	((uint8_t *)f.srcs[1])[0] ^= 0xff; /* K magic of a KIVI block */
 	int res[6];
 	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, f.n, f.keys, f.srcs, f.metas,
-					 &geom, NULL), 0);
+					 &codecs, NULL), 0);
 	cr_assert_eq(kvt_gpu_tier_reload_wait(f.gpu, res), KVT_EFORMAT);
 	cr_assert_eq(res[1], KVT_EFORMAT);
 	struct kvt_block_meta m;
@@ -139,12 +140,12 @@ Test(gpu_tier, a_request_larger_than_the_pool_changes_nothing)
 	struct fixture f;
 	setup(&f, 12, 10 * 65536); /* room for 10 raw blocks */
 	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, 5, f.keys, f.srcs, f.metas,
-					 &geom, NULL), 0);
+					 &codecs, NULL), 0);
 	cr_assert_eq(kvt_gpu_tier_reload_wait(f.gpu, NULL), 0);
 	struct kvt_tier_usage before, after;
 	cr_assert_eq(f.gpu->ops->usage(f.gpu, &before), 0);
 	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, f.n, f.keys, f.srcs, f.metas,
-					 &geom, NULL), KVT_ENOSPACE);
+					 &codecs, NULL), KVT_ENOSPACE);
 	cr_assert_eq(f.gpu->ops->usage(f.gpu, &after), 0);
 	cr_assert_eq(after.n_blocks, before.n_blocks);
 	cr_assert_eq(after.used_bytes, before.used_bytes);
@@ -165,11 +166,13 @@ Test(gpu_tier, bad_requests_are_rejected)
 	struct kvt_block_meta m[3];
 	memcpy(m, f.metas, sizeof m);
 	m[1].len -= 4; /* wrong KIVI length */
-	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, 3, f.keys, f.srcs, m, &geom, NULL), -EINVAL);
+	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, 3, f.keys, f.srcs, m, &codecs, NULL), -EINVAL);
 	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, 3, f.keys, f.srcs, f.metas, NULL, NULL), -EINVAL);
 	m[1] = f.metas[1];
-	m[2].codec = KVT_CODEC_ZIPCACHE;
-	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, 3, f.keys, f.srcs, m, &geom, NULL), KVT_ECODEC);
+	m[2].codec = KVT_CODEC_ZIPCACHE; /* no ZipCache geometry given */
+	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, 3, f.keys, f.srcs, m, &codecs, NULL), -EINVAL);
+	m[2].codec = 7;
+	cr_assert_eq(kvt_gpu_tier_reload(f.gpu, 3, f.keys, f.srcs, m, &codecs, NULL), KVT_ECODEC);
 	uint8_t unmapped[64];
 	const void *srcs[1] = {unmapped};
 	struct kvt_block_meta rm = {.len = 64, .raw_len = 64, .codec = KVT_CODEC_RAW};
@@ -259,13 +262,70 @@ Test(gpu_tier, big_kivi_blocks_reload_through_staging)
 		free(e);
 	}
 	int res[N];
-	cr_assert_eq(kvt_gpu_tier_reload(gpu, N, keys, srcs, metas, &big, NULL), 0);
+	const struct kvt_block_codecs bc = {&big, NULL};
+	cr_assert_eq(kvt_gpu_tier_reload(gpu, N, keys, srcs, metas, &bc, NULL), 0);
 	cr_assert_eq(kvt_gpu_tier_reload_wait(gpu, res), 0);
 	uint8_t *got = malloc(raw);
 	for (uint32_t i = 0; i < N; i++) {
 		cr_assert_eq(res[i], 0);
 		cr_assert_eq(gpu->ops->get(gpu, &keys[i], got, raw, NULL), 0);
 		cr_assert_eq(memcmp(got, want[i], raw), 0, "block %u", i);
+		free(want[i]);
+	}
+	free(got);
+	kvt_tier_destroy(gpu);
+	kvt_tier_destroy(host);
+}
+
+/* ZipCache blocks (and raw ones) in one request: decoded on the GPU. */
+Test(gpu_tier, reload_decodes_zipcache_blocks)
+{
+	need_gpu();
+	const struct kt_zip_case *c = &kt_zip_cases[0];
+	const struct kvt_kivi_geom kg = kt_zip_as_kivi(&c->g);
+	const struct kvt_block_codecs zc = {NULL, &c->g};
+	const size_t raw = 2 * (size_t)c->g.heads * c->g.tokens * c->g.dim * 2;
+	struct kvt_tier *host, *gpu;
+	cr_assert_eq(kvt_host_tier_create(0, &host), 0);
+	cr_assert_eq(kvt_gpu_tier_create(0, &gpu), 0);
+	enum { N = 8 };
+	struct kvt_block_key keys[N];
+	struct kvt_block_meta metas[N];
+	const void *srcs[N];
+	uint8_t *want[N];
+	for (uint32_t i = 0; i < N; i++) {
+		size_t len = raw;
+		want[i] = kt_raw_block(&kg, 700 + i);
+		uint8_t *data = want[i];
+		if (i % 4) {
+			data = kt_zip_encode(c, want[i], &len, i);
+			kt_zip_decode(&c->g, data, len, want[i]);
+		}
+		keys[i] = (struct kvt_block_key){45, 0, i};
+		metas[i] = (struct kvt_block_meta){
+			.len = (uint32_t)len, .raw_len = (uint32_t)raw,
+			.codec = i % 4 ? KVT_CODEC_ZIPCACHE : KVT_CODEC_RAW};
+		cr_assert_eq(host->ops->put(host, &keys[i], data, &metas[i]), 0);
+		struct kvt_block_loc loc;
+		cr_assert_eq(host->ops->locate(host, &keys[i], &loc), 0);
+		srcs[i] = loc.ptr;
+		if (data != want[i])
+			free(data);
+	}
+	((uint8_t *)srcs[3])[44] ^= 1; /* a broken bitmap: block 3 fails alone */
+	int res[N];
+	cr_assert_eq(kvt_gpu_tier_reload(gpu, N, keys, srcs, metas, &zc, NULL), 0);
+	cr_assert_eq(kvt_gpu_tier_reload_wait(gpu, res), KVT_EFORMAT);
+	uint8_t *got = malloc(raw);
+	for (uint32_t i = 0; i < N; i++) {
+		if (i == 3) {
+			cr_assert_eq(res[i], KVT_EFORMAT);
+			cr_assert_eq(gpu->ops->get(gpu, &keys[i], got, raw, NULL), KVT_ENOTFOUND);
+		} else {
+			cr_assert_eq(res[i], 0, "block %u", i);
+			cr_assert_eq(gpu->ops->get(gpu, &keys[i], got, raw, NULL), 0);
+			cr_assert_eq(memcmp(got, want[i], raw), 0, "block %u", i);
+		}
 		free(want[i]);
 	}
 	free(got);
