@@ -7,9 +7,12 @@
  *  2. fused reload of 2-bit KIVI blocks (link carries compressed bytes,
  *     decoded on the GPU), in fp16-equivalent GB/s, vs the link rate;
  *  3. KIVI quantize and dequantize of N device blocks, GB/s of fp16 data,
- *     vs a device-to-device cudaMemcpy of the same raw bytes.
+ *     vs a device-to-device cudaMemcpy of the same raw bytes;
+ *  4. fused reload of ZipCache blocks (2/4 bits, 20% salient tokens,
+ *     encoded on the CPU), fp16-equivalent GB/s vs the link rate.
  * Times are the best of --reps runs, taken with CUDA events.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@
 #include "bench_util.h"
 #include "half.h"
 #include "kvt_kernels.h"
+#include "kvtier/codec.h"
 
 #define DISTINCT 64 /* distinct block contents, replicated */
 
@@ -144,7 +148,8 @@ struct batch_ctx {
 	struct kvt_gpu_batch *b;
 	const struct kvt_kivi_geom *g;
 	uint32_t n;
-	int op; /* 0 gather, 1 fused reload, 2 quantize, 3 dequantize */
+	const struct kvt_zip_geom *z;
+	int op; /* 0 gather, 1 fused reload, 2 quantize, 3 dequantize, 4 ZipCache */
 };
 
 static int do_batch(void *ctx, struct kvt_stream *s)
@@ -154,7 +159,8 @@ static int do_batch(void *ctx, struct kvt_stream *s)
 	case 0: return kvt_gpu_gather(c->b, c->n, s);
 	case 1: return kvt_kivi_gather_dequantize(c->g, c->b, c->n, s);
 	case 2: return kvt_kivi_quantize(c->g, c->b, c->n, s);
-	default: return kvt_kivi_dequantize(c->g, c->b, c->n, s);
+	case 3: return kvt_kivi_dequantize(c->g, c->b, c->n, s);
+	default: return kvt_zip_dequantize(c->z, c->b, c->n, s);
 	}
 }
 
@@ -233,7 +239,7 @@ static double reload_raw(const struct opts *o, struct timer *t, struct bufs *b,
 	struct per_block_ctx pb = {it, o->blocks};
 	double per_block = total / best_of(t, o->reps, do_per_block, &pb) / 1e9;
 	fill_items(it, o->blocks, b->host_dev, raw, b->dev_a, raw, raw);
-	struct batch_ctx g = {b->batch, NULL, o->blocks, 0};
+	struct batch_ctx g = {b->batch, NULL, o->blocks, NULL, 0};
 	double gather = total / best_of(t, o->reps, do_batch, &g) / 1e9;
 	/* One spot check: the bytes of item 0 arrived. */
 	uint8_t *chk = malloc(raw);
@@ -262,14 +268,14 @@ static void quantized(const struct opts *o, struct timer *t, struct bufs *b,
 	/* dev_a holds raw blocks; quantize into dev_b (enc-sized slots). */
 	make_raw(g, raw, o->blocks, b->dev_a, t->s);
 	fill_items(it, o->blocks, b->dev_a, raw, b->dev_b, enc, 0);
-	struct batch_ctx q = {b->batch, g, o->blocks, 2};
+	struct batch_ctx q = {b->batch, g, o->blocks, NULL, 2};
 	double quant = total / best_of(t, o->reps, do_batch, &q) / 1e9;
 	/* Encoded blocks to pinned host for the fused reload below. */
 	CHECK("copy", kvt_gpu_copy_async(b->host, b->dev_b, (size_t)o->blocks * enc, t->s));
 	CHECK("sync", kvt_stream_sync(t->s));
 	/* dequantize dev_b -> dev_a */
 	fill_items(it, o->blocks, b->dev_b, enc, b->dev_a, raw, enc);
-	struct batch_ctx dq = {b->batch, g, o->blocks, 3};
+	struct batch_ctx dq = {b->batch, g, o->blocks, NULL, 3};
 	double dequant = total / best_of(t, o->reps, do_batch, &dq) / 1e9;
 	const int *res = kvt_gpu_batch_results(b->batch);
 	for (uint32_t i = 0; i < o->blocks; i++)
@@ -278,7 +284,7 @@ static void quantized(const struct opts *o, struct timer *t, struct bufs *b,
 	struct copy_ctx d2d = {b->dev_b, b->dev_a, total};
 	double copy = total / best_of(t, o->reps, do_copy, &d2d) / 1e9;
 	fill_items(it, o->blocks, b->host_dev, enc, b->dev_a, raw, enc);
-	struct batch_ctx f = {b->batch, g, o->blocks, 1};
+	struct batch_ctx f = {b->batch, g, o->blocks, NULL, 1};
 	double secs = best_of(t, o->reps, do_batch, &f);
 	for (uint32_t i = 0; i < o->blocks; i++)
 		if (res[i])
@@ -296,6 +302,66 @@ static void quantized(const struct opts *o, struct timer *t, struct bufs *b,
 	       quant, quant / copy);
 	printf("  dequantize (fp16 out)            %8.2f GB/s  %.2fx d2d  (goal >= 0.5)\n",
 	       dequant, dequant / copy);
+}
+
+/* One ZipCache block (K stream then V stream) of raw fp16 data x; *len. */
+static uint8_t *zip_block(const struct kvt_zip_geom *z, const uint16_t *x,
+			  const float *scores, size_t *len)
+{
+	struct kvt_codec_params p;
+	struct kvt_tensor_desc d = {z->heads, z->tokens, z->dim, KVT_DTYPE_F16};
+	size_t kn, vn, kw, vw, half = (size_t)z->heads * z->tokens * z->dim;
+	kvt_codec_params_init(&p, KVT_CODEC_ZIPCACHE);
+	p.bits = z->bits;
+	p.high_bits = z->high_bits;
+	p.saliency = scores;
+	CHECK("zipcache size", kvt_codec_encoded_size(&p, KVT_KIND_KEY, &d, &kn));
+	CHECK("zipcache size", kvt_codec_encoded_size(&p, KVT_KIND_VALUE, &d, &vn));
+	uint8_t *out = malloc(kn + vn);
+	if (!out)
+		die("memory", -ENOMEM);
+	CHECK("zipcache encode", kvt_codec_encode(&p, KVT_KIND_KEY, &d, x, out, kn, &kw));
+	CHECK("zipcache encode",
+	      kvt_codec_encode(&p, KVT_KIND_VALUE, &d, x + half, out + kn, vn, &vw));
+	*len = kn + vn;
+	return out;
+}
+
+static void zipcache(const struct opts *o, struct timer *t, struct bufs *b,
+		     size_t raw, double link)
+{
+	const struct kvt_zip_geom z = {o->heads, o->tokens, o->dim, KVT_DTYPE_F16, 2, 4};
+	const size_t elems = raw / 2;
+	float *x = malloc(elems * sizeof *x), *scores = malloc(o->tokens * sizeof *scores);
+	uint16_t *h = malloc(raw);
+	size_t len = 0, stride = 0;
+	uint64_t seed = 99;
+	for (uint32_t i = 0; i < DISTINCT; i++) {
+		bench_fill_keys(x, 2 * (size_t)o->heads, o->tokens, o->dim, 1000 + i);
+		kvt_from_f32(KVT_DTYPE_F16, x, h, elems);
+		for (uint32_t k = 0; k < o->tokens; k++)
+			scores[k] = bench_uniform(&seed);
+		uint8_t *e = zip_block(&z, h, scores, &len);
+		stride = (len + 15) / 16 * 16;
+		for (uint32_t j = i; j < o->blocks; j += DISTINCT)
+			memcpy(b->host + (size_t)j * stride, e, len);
+		free(e);
+	}
+	free(x), free(scores), free(h);
+	struct kvt_gpu_item *it = kvt_gpu_batch_items(b->batch);
+	fill_items(it, o->blocks, b->host_dev, stride, b->dev_a, raw, len);
+	struct batch_ctx zc = {b->batch, NULL, o->blocks, &z, 4};
+	double secs = best_of(t, o->reps, do_batch, &zc);
+	const int *res = kvt_gpu_batch_results(b->batch);
+	for (uint32_t i = 0; i < o->blocks; i++)
+		if (res[i])
+			die("ZipCache reload", res[i]);
+	double fp16 = (double)o->blocks * raw / secs / 1e9;
+	double wire = (double)o->blocks * len / secs / 1e9;
+	printf("ZipCache 2/4-bit blocks, 20%% salient (%zu bytes encoded, %.2fx smaller):\n",
+	       len, (double)raw / len);
+	printf("  fused reload, fp16-equivalent    %8.2f GB/s  %.2fx link\n", fp16, fp16 / link);
+	printf("  fused reload, bytes on the link  %8.2f GB/s  %.2fx link\n", wire, wire / link);
 }
 
 int main(int argc, char **argv)
@@ -329,6 +395,7 @@ int main(int argc, char **argv)
 	double link;
 	reload_raw(&o, &t, &b, raw, &link);
 	quantized(&o, &t, &b, &g, raw, enc, link);
+	zipcache(&o, &t, &b, raw, link);
 	kvt_gpu_batch_free(b.batch);
 	kvt_gpu_free(b.dev_a);
 	kvt_gpu_free(b.dev_b);
