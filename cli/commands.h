@@ -6,6 +6,9 @@
  * argv[0] is the subcommand name. */
 int kvt_cmd_codec(int argc, char **argv);
 
+/* cmd_retrieve.c: offline block selection on a stored cache. */
+int kvt_cmd_retrieve(int argc, char **argv);
+
 /* cmd_daemon.c: clients of a running kvtierd. */
 int kvt_cmd_ls(int argc, char **argv);
 int kvt_cmd_stats(int argc, char **argv);

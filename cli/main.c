@@ -13,6 +13,7 @@ struct command {
 
 static const struct command commands[] = {
 	{"codec", kvt_cmd_codec, "encode, decode and inspect quantized tensors"},
+	{"retrieve", kvt_cmd_retrieve, "select the blocks a query attends to (offline)"},
 	{"ls", kvt_cmd_ls, "list the caches of a running kvtierd"},
 	{"stats", kvt_cmd_stats, "print the store statistics of kvtierd"},
 	{"info", kvt_cmd_info, "describe one cache held by kvtierd"},

@@ -838,3 +838,36 @@ int kvt_client_cache_read_block(struct kvt_client_cache *cache, uint32_t layer,
 	pthread_mutex_unlock(&cl->lock);
 	return rc == -EAGAIN ? KVT_ECORRUPT : rc;
 }
+
+/* ---------------------------------------------------------------- retrieval */
+
+int kvt_client_cache_retrieve(struct kvt_client_cache *cache, uint32_t layer,
+			      const struct kvt_retrieve_params *p, const float *q,
+			      struct kvt_selection *out)
+{
+	if (!cache || !p || !q || !out || !p->n_q_heads || !p->n_queries ||
+	    p->n_q_heads > 4096 || p->n_queries > 4096)
+		return -EINVAL;
+	uint64_t qlen = (uint64_t)p->n_q_heads * p->n_queries * cache->shape.head_dim * 4;
+	struct kvt_client *cl = cache->cl;
+	if (qlen + 64 > cl->limits.max_frame)
+		return KVT_ETOOBIG;
+	struct kvt_msg_retrieve_req req = {
+		cache->handle, layer, (uint8_t)p->mode, p->n_q_heads, p->n_queries,
+		p->budget_tokens, p->sink_tokens, p->recent_tokens, (uint32_t)qlen,
+		(const uint8_t *)q};
+	struct kvt_msg_retrieve_rep rep;
+	pthread_mutex_lock(&cl->lock);
+	begin(cl);
+	kvt_enc_retrieve_req(&cl->out, &req);
+	int rc = rpc(cl, KVT_OP_RETRIEVE, -1, NULL);
+	if (!rc)
+		rc = kvt_dec_retrieve_rep(cl->in.data, cl->in.len, &rep);
+	pthread_mutex_unlock(&cl->lock);
+	if (rc)
+		return rc;
+	*out = (struct kvt_selection){layer, rep.block_tokens, rep.n_blocks,
+				      rep.blocks, rep.n_valid, rep.n_tokens,
+				      rep.total_tokens};
+	return 0;
+}

@@ -13,6 +13,7 @@ static const char *const op_names[] = {
 	[KVT_OP_INFO] = "info",		[KVT_OP_APPEND] = "append",
 	[KVT_OP_READ] = "read",		[KVT_OP_READ_BLOCK] = "read_block",
 	[KVT_OP_STATS] = "stats",	[KVT_OP_LOCATE] = "locate",
+	[KVT_OP_RETRIEVE] = "retrieve",
 	[KVT_OP_SNAPSHOT_SAVE] = "snapshot_save",
 	[KVT_OP_SNAPSHOT_LOAD] = "snapshot_load",
 };
@@ -657,6 +658,101 @@ uint64_t kvt_proto_kv_bytes(const struct kvt_shape *shape, uint32_t n_tokens)
 		return 0;
 	return 2ull * shape->n_kv_heads * shape->head_dim *
 	       kvt_dtype_size(shape->dtype) * n_tokens;
+}
+
+/* ---------------------------------------------------------------- retrieve */
+
+int kvt_enc_retrieve_req(struct kvt_wbuf *w, const struct kvt_msg_retrieve_req *m)
+{
+	put_u32(w, m->handle);
+	put_u32(w, m->layer);
+	put_u8(w, m->mode);
+	put_u32(w, m->n_q_heads);
+	put_u32(w, m->n_queries);
+	put_u64(w, m->budget_tokens);
+	put_u32(w, m->sink_tokens);
+	put_u32(w, m->recent_tokens);
+	put_u32(w, m->q_len);
+	put_bytes(w, m->q, m->q_len);
+	return w->err;
+}
+
+int kvt_dec_retrieve_req(const uint8_t *p, size_t len,
+			 struct kvt_msg_retrieve_req *m)
+{
+	struct rbuf r = RBUF(p, len);
+	m->handle = get_u32(&r);
+	m->layer = get_u32(&r);
+	m->mode = get_u8(&r);
+	m->n_q_heads = get_u32(&r);
+	m->n_queries = get_u32(&r);
+	m->budget_tokens = get_u64(&r);
+	m->sink_tokens = get_u32(&r);
+	m->recent_tokens = get_u32(&r);
+	m->q_len = get_u32(&r);
+	uint64_t vec = (uint64_t)m->n_q_heads * m->n_queries * 4;
+	check(&r, vec > 0 && m->q_len > 0 && m->q_len % vec == 0);
+	m->q = take(&r, r.err ? 0 : m->q_len);
+	return finish(&r);
+}
+
+int kvt_enc_retrieve_rep(struct kvt_wbuf *w, const struct kvt_msg_retrieve_rep *m)
+{
+	if (m->n_blocks > KVT_RETRIEVE_MAX_BLOCKS) {
+		w->err = w->err ? w->err : KVT_ETOOBIG;
+		return w->err;
+	}
+	put_u32(w, m->block_tokens);
+	put_u32(w, m->n_blocks);
+	put_u64(w, m->n_tokens);
+	put_u64(w, m->total_tokens);
+	for (uint32_t i = 0; i < m->n_blocks; i++) {
+		put_u32(w, m->blocks[i]);
+		put_u32(w, m->n_valid[i]);
+	}
+	return w->err;
+}
+
+/* Blocks ascending, valid counts within a block, summing to n_tokens. */
+static void check_blocks(struct rbuf *r, const struct kvt_msg_retrieve_rep *m)
+{
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < m->n_blocks; i++) {
+		check(r, m->n_valid[i] <= m->block_tokens);
+		check(r, i == 0 || m->blocks[i] > m->blocks[i - 1]);
+		sum += m->n_valid[i];
+	}
+	check(r, sum == m->n_tokens && m->n_tokens <= m->total_tokens);
+}
+
+int kvt_dec_retrieve_rep(const uint8_t *p, size_t len,
+			 struct kvt_msg_retrieve_rep *m)
+{
+	struct rbuf r = RBUF(p, len);
+	m->block_tokens = get_u32(&r);
+	m->n_blocks = get_u32(&r);
+	m->n_tokens = get_u64(&r);
+	m->total_tokens = get_u64(&r);
+	check(&r, m->n_blocks <= KVT_RETRIEVE_MAX_BLOCKS &&
+		  m->n_blocks == (len - r.pos) / 8 && (len - r.pos) % 8 == 0);
+	if (r.err)
+		return r.err;
+	m->blocks = malloc(((size_t)m->n_blocks + 1) * 4);
+	m->n_valid = malloc(((size_t)m->n_blocks + 1) * 4);
+	if (!m->blocks || !m->n_valid) {
+		free(m->blocks), free(m->n_valid);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < m->n_blocks; i++) {
+		m->blocks[i] = get_u32(&r);
+		m->n_valid[i] = get_u32(&r);
+	}
+	check_blocks(&r, m);
+	if (finish(&r)) {
+		free(m->blocks), free(m->n_valid);
+		return r.err;
+	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------- snapshots */

@@ -53,8 +53,9 @@ enum kvt_op {
 	KVT_OP_READ_BLOCK = 10,
 	KVT_OP_STATS = 11,
 	KVT_OP_LOCATE = 12,   /* where a run of blocks lives (no data moves) */
-	/* 32..47 reserved for retrieval (retrieve, pin); decoders reject them
-	 * until they are defined. 48..63 for snapshots: */
+	/* 32..47 retrieval (33..47 reserved: pin, ...), 48..63 snapshots;
+	 * decoders reject the reserved ones. */
+	KVT_OP_RETRIEVE = 32, /* the blocks queries attend to (retrieval.h) */
 	KVT_OP_SNAPSHOT_SAVE = 48, /* the daemon writes a snapshot file */
 	KVT_OP_SNAPSHOT_LOAD = 49, /* the daemon reads one into its store */
 	KVT_OP_ERROR = 127,
@@ -222,6 +223,35 @@ struct kvt_msg_locate_rep {
 	struct kvt_msg_loc_rep locs[KVT_LOCATE_MAX];
 };
 
+/*
+ * RETRIEVE: kvt_retrieve on the daemon's index of an open cache (built, or
+ * loaded from the cache's metadata, on first use and kept up to date).
+ * The queries (float32 [n_q_heads][n_queries][head_dim]) follow inline.
+ */
+struct kvt_msg_retrieve_req {
+	uint32_t handle;
+	uint32_t layer;
+	uint8_t mode;           /* enum kvt_retrieval_mode */
+	uint32_t n_q_heads;
+	uint32_t n_queries;
+	uint64_t budget_tokens;
+	uint32_t sink_tokens;
+	uint32_t recent_tokens;
+	uint32_t q_len;         /* bytes of queries, a multiple of 4 */
+	const uint8_t *q;       /* in the payload, not aligned */
+};
+
+#define KVT_RETRIEVE_MAX_BLOCKS (1u << 20) /* 8 MiB reply at most */
+
+struct kvt_msg_retrieve_rep {
+	uint32_t block_tokens;
+	uint32_t n_blocks;      /* <= KVT_RETRIEVE_MAX_BLOCKS */
+	uint64_t n_tokens;
+	uint64_t total_tokens;
+	uint32_t *blocks;       /* decode: malloc'd (n_blocks + 1 entries) */
+	uint32_t *n_valid;      /* decode: malloc'd */
+};
+
 struct kvt_msg_stats_rep {
 	struct kvt_stats stats;
 };
@@ -274,6 +304,8 @@ int kvt_enc_read_req(struct kvt_wbuf *w, const struct kvt_msg_read_req *m);
 int kvt_enc_loc_rep(struct kvt_wbuf *w, const struct kvt_msg_loc_rep *m);
 int kvt_enc_locate_rep(struct kvt_wbuf *w, const struct kvt_msg_locate_rep *m);
 int kvt_enc_stats_rep(struct kvt_wbuf *w, const struct kvt_msg_stats_rep *m);
+int kvt_enc_retrieve_req(struct kvt_wbuf *w, const struct kvt_msg_retrieve_req *m);
+int kvt_enc_retrieve_rep(struct kvt_wbuf *w, const struct kvt_msg_retrieve_rep *m);
 int kvt_enc_error(struct kvt_wbuf *w, const struct kvt_msg_error *m);
 int kvt_enc_snap_save_req(struct kvt_wbuf *w, const struct kvt_msg_snap_save_req *m);
 int kvt_enc_snap_load_req(struct kvt_wbuf *w, const struct kvt_msg_snap_load_req *m);
@@ -296,6 +328,11 @@ int kvt_dec_loc_rep(const uint8_t *p, size_t len, struct kvt_msg_loc_rep *m);
 int kvt_dec_locate_rep(const uint8_t *p, size_t len,
 		       struct kvt_msg_locate_rep *m);
 int kvt_dec_stats_rep(const uint8_t *p, size_t len, struct kvt_msg_stats_rep *m);
+int kvt_dec_retrieve_req(const uint8_t *p, size_t len,
+			 struct kvt_msg_retrieve_req *m);
+/* Allocates m->blocks and m->n_valid (free both with free()). */
+int kvt_dec_retrieve_rep(const uint8_t *p, size_t len,
+			 struct kvt_msg_retrieve_rep *m);
 int kvt_dec_error(const uint8_t *p, size_t len, struct kvt_msg_error *m);
 int kvt_dec_snap_save_req(const uint8_t *p, size_t len,
 			  struct kvt_msg_snap_save_req *m);

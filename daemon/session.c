@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "locate.h"
+#include "retrieve.h"
 #include "server_internal.h"
 #include "wire.h"
 
@@ -26,6 +27,7 @@ struct arena_ref {
 struct open_cache {
 	struct kvt_cache *cache;
 	struct kvt_shape shape;
+	struct kvt_rindex *index; /* made by the first RETRIEVE, or NULL */
 };
 
 struct kvt_session_state {
@@ -174,8 +176,9 @@ static int do_close(struct kvt_session *s, struct request *r)
 	int rc = cache_of(s, m.handle, &oc);
 	if (rc)
 		return rc;
+	kvt_daemon_retrieve_free(oc->index);
 	kvt_cache_close(oc->cache);
-	oc->cache = NULL;
+	*oc = (struct open_cache){0};
 	return 0;
 }
 
@@ -454,6 +457,44 @@ static int do_read_block(struct kvt_session *s, struct request *r)
 	return reply_staged(s, r, &loc);
 }
 
+static int retrieve_reply(struct kvt_session *s, const struct kvt_selection *sel)
+{
+	struct kvt_msg_retrieve_rep rep = {sel->block_tokens, sel->n_blocks,
+					   sel->n_tokens, sel->total_tokens,
+					   sel->blocks, sel->n_valid};
+	if (sel->n_blocks > KVT_RETRIEVE_MAX_BLOCKS)
+		return explain(s, KVT_ETOOBIG, "selection too large for one reply");
+	return kvt_enc_retrieve_rep(&s->st->out, &rep);
+}
+
+static int do_retrieve(struct kvt_session *s, struct request *r)
+{
+	struct kvt_msg_retrieve_req m;
+	struct open_cache *oc;
+	DECODE(s, kvt_dec_retrieve_req(r->p, r->len, &m));
+	int rc = cache_of(s, m.handle, &oc);
+	if (rc)
+		return rc;
+	uint64_t want = (uint64_t)m.n_q_heads * m.n_queries * oc->shape.head_dim * 4;
+	if (m.q_len != want)
+		return explain(s, KVT_ESHAPE, "queries do not match n_q_heads x n_queries x head_dim");
+	float *q = malloc(m.q_len);
+	if (!q)
+		return -ENOMEM;
+	memcpy(q, m.q, m.q_len);
+	struct kvt_retrieve_params p = {(enum kvt_retrieval_mode)m.mode, m.n_q_heads,
+					m.n_queries, m.budget_tokens, m.sink_tokens,
+					m.recent_tokens};
+	struct kvt_selection sel;
+	rc = kvt_daemon_retrieve(oc->cache, &oc->index, m.layer, &p, q, &sel);
+	free(q);
+	if (rc)
+		return rc;
+	rc = retrieve_reply(s, &sel);
+	kvt_selection_free(&sel);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- snapshots */
 
 /* Interim progress frames of a snapshot request, at most one a percent. */
@@ -553,6 +594,7 @@ static const struct command commands[] = {
 	[KVT_OP_READ_BLOCK] = {do_read_block, 0},
 	[KVT_OP_STATS] = {do_stats, 0},
 	[KVT_OP_LOCATE] = {do_locate, 0},
+	[KVT_OP_RETRIEVE] = {do_retrieve, 0},
 	[KVT_OP_SNAPSHOT_SAVE] = {do_snapshot_save, 0},
 	[KVT_OP_SNAPSHOT_LOAD] = {do_snapshot_load, 0},
 };
@@ -650,8 +692,10 @@ static void state_free(struct kvt_session *s)
 	struct kvt_session_state *st = s->st;
 	if (!st)
 		return;
-	for (uint32_t i = 0; st->caches && i < s->srv->cfg.max_open_caches; i++)
+	for (uint32_t i = 0; st->caches && i < s->srv->cfg.max_open_caches; i++) {
+		kvt_daemon_retrieve_free(st->caches[i].index);
 		kvt_cache_close(st->caches[i].cache);
+	}
 	free(st->caches);
 	free(st->arenas);
 	if (st->staging)

@@ -56,6 +56,10 @@ static void decode_all(const uint8_t *p, size_t len)
 		   kvt_enc_snap_load_req, );
 	ROUND_TRIP(struct kvt_msg_snap_rep, kvt_dec_snap_rep, kvt_enc_snap_rep, );
 	ROUND_TRIP(struct kvt_msg_progress, kvt_dec_progress, kvt_enc_progress, );
+	ROUND_TRIP(struct kvt_msg_retrieve_req, kvt_dec_retrieve_req,
+		   kvt_enc_retrieve_req, );
+	ROUND_TRIP(struct kvt_msg_retrieve_rep, kvt_dec_retrieve_rep,
+		   kvt_enc_retrieve_rep, free(m.blocks); free(m.n_valid));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

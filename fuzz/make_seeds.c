@@ -74,6 +74,15 @@ int main(int argc, char **argv)
 	kvt_frame_begin(&w);
 	kvt_enc_stats_rep(&w, &st);
 	save(d, "stats_rep", &w, KVT_OP_STATS, KVT_PF_REPLY);
+	float q[2 * 8] = {1, -1, 0.5f};
+	kvt_frame_begin(&w);
+	kvt_enc_retrieve_req(&w, &(struct kvt_msg_retrieve_req){
+		1, 0, 0, 2, 1, 64, 16, 32, sizeof q, (const uint8_t *)q});
+	save(d, "retrieve", &w, KVT_OP_RETRIEVE, 0);
+	uint32_t blocks[2] = {0, 3}, valid[2] = {16, 5};
+	kvt_frame_begin(&w);
+	kvt_enc_retrieve_rep(&w, &(struct kvt_msg_retrieve_rep){16, 2, 21, 53, blocks, valid});
+	save(d, "retrieve_rep", &w, KVT_OP_RETRIEVE, KVT_PF_REPLY);
 	kvt_frame_begin(&w);
 	kvt_enc_error(&w, &(struct kvt_msg_error){KVT_ENOTFOUND, "not found"});
 	save(d, "error", &w, KVT_OP_ERROR, KVT_PF_REPLY);

@@ -416,3 +416,69 @@ void kvt_blocks_free(struct kvt_store *st)
 	st->blocks = NULL;
 	st->free_recs = NULL;
 }
+
+/* ---------------------------------------------------------------- prefetch */
+
+#define PREFETCH_BATCH 128
+
+/* Reads the disk-only records idx[0..n) with one batched read and copies
+ * them to the host tier. */
+static int promote_batch(struct kvt_store *st, const uint32_t *idx, size_t n)
+{
+	struct kvt_tier *d = st->tier[KVT_TIER_DISK];
+	struct kvt_block_key keys[PREFETCH_BATCH];
+	void *dsts[PREFETCH_BATCH] = {0};
+	size_t caps[PREFETCH_BATCH];
+	int res[PREFETCH_BATCH], rc = 0;
+	for (size_t j = 0; j < n; j++)
+		res[j] = -EIO;
+	for (size_t j = 0; j < n && rc == 0; j++) {
+		keys[j] = st->blocks[idx[j]].key;
+		caps[j] = st->blocks[idx[j]].meta.len;
+		if (!(dsts[j] = malloc(caps[j] ? caps[j] : 1)))
+			rc = -ENOMEM;
+	}
+	if (rc == 0 && d->ops->get_many)
+		rc = d->ops->get_many(d, n, keys, dsts, caps, res);
+	else
+		for (size_t j = 0; j < n && rc == 0; j++)
+			rc = res[j] = d->ops->get(d, &keys[j], dsts[j], caps[j], NULL);
+	for (size_t j = 0; j < n; j++)
+		if (res[j] == 0)
+			promote(st, idx[j], dsts[j]);
+	for (size_t j = 0; j < n; j++)
+		free(dsts[j]);
+	return rc;
+}
+
+int kvt_blocks_prefetch_locked(struct kvt_store *st,
+			       const struct kvt_block_key *keys, size_t n,
+			       uint8_t *where)
+{
+	uint32_t idx[PREFETCH_BATCH];
+	size_t m = 0;
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		uint32_t r;
+		if (!rec_find(st, &keys[i], &r))
+			return KVT_ENOTFOUND;
+		if (st->blocks[r].where & BLOCK_IN_HOST) {
+			lru_touch(st, r);
+			continue;
+		}
+		if (!st->tier[KVT_TIER_DISK] || !st->tier[KVT_TIER_HOST])
+			continue;
+		idx[m++] = r;
+		if (m == PREFETCH_BATCH) {
+			rc = promote_batch(st, idx, m);
+			m = 0;
+		}
+	}
+	if (rc == 0 && m)
+		rc = promote_batch(st, idx, m);
+	for (size_t i = 0; where && rc == 0 && i < n; i++) {
+		struct block_rec *b = rec_find(st, &keys[i], NULL);
+		where[i] = b->where & BLOCK_IN_HOST ? KVT_TIER_HOST : KVT_TIER_DISK;
+	}
+	return rc;
+}

@@ -128,6 +128,14 @@ int kvt_blocks_flush_locked(struct kvt_store *st);
 /* Releases the directory. */
 void kvt_blocks_free(struct kvt_store *st);
 
+/* Makes the blocks keys[0..n) resident on the host tier when it has room:
+ * those only on disk are read in batches (one batched read each) and
+ * promoted. where[i] (may be NULL) gets the tier holding block i then.
+ * KVT_ENOTFOUND (an unknown key; nothing read), KVT_ECORRUPT, -EIO, -ENOMEM. */
+int kvt_blocks_prefetch_locked(struct kvt_store *st,
+			       const struct kvt_block_key *keys, size_t n,
+			       uint8_t *where);
+
 /* Where a host-resident block's bytes live (for zero-copy sharing).
  * -ENOTSUP when the block is not on an addressable tier. */
 int kvt_block_locate_locked(struct kvt_store *st,

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "kvtier/kvtier.h"
+#include "kvtier/retrieval.h"
 #include "kvtier/snapshot.h"
 
 #ifdef __cplusplus
@@ -109,6 +110,20 @@ int kvt_client_list(struct kvt_client *cl, struct kvt_cache_info **out,
 
 /* Statistics of the daemon's store (kvt_store_stats). */
 int kvt_client_stats(struct kvt_client *cl, struct kvt_stats *out);
+
+/*
+ * Block selection on the daemon (kvt_retrieve of retrieval.h): the daemon
+ * keeps a retrieval index per open cache handle, loaded from the cache's
+ * metadata or built from its keys on first use (a damaged stored index is
+ * rebuilt), and indexes appended tokens before each call. q: float32 [n_q_heads][n_queries][head_dim].
+ * On success *out is a selection to release with kvt_selection_free().
+ * Errors: as kvt_retrieve, KVT_ESHAPE (queries of the wrong size),
+ * KVT_ETOOBIG (queries larger than a frame), -ENOTSUP (a daemon without
+ * retrieval).
+ */
+int kvt_client_cache_retrieve(struct kvt_client_cache *cache, uint32_t layer,
+			      const struct kvt_retrieve_params *p, const float *q,
+			      struct kvt_selection *out);
 
 /*
  * Snapshots through the daemon (kvtier/snapshot.h): the daemon itself

@@ -265,6 +265,18 @@ int kvt_cache_read_block(struct kvt_cache *cache, uint32_t layer,
 			 uint64_t block, void *dst, size_t dst_len,
 			 uint32_t *n_tokens);
 
+/*
+ * Makes blocks blocks[0..n) of layer `layer` resident on the fastest tier
+ * that has room (the host tier today): blocks held only on disk are read
+ * with batched reads and promoted, the others are marked recently used.
+ * where[i] (may be NULL) gets the enum kvt_tier_kind holding block i
+ * afterwards (KVT_TIER_HOST for the partial tail, held in memory).
+ * Errors: KVT_ENOTFOUND (a block past the appended tokens: nothing is
+ * read), KVT_ECORRUPT, -EIO, -EINVAL, -ENOMEM.
+ */
+int kvt_cache_prefetch(struct kvt_cache *cache, uint32_t layer,
+		       const uint32_t *blocks, size_t n, uint8_t *where);
+
 /* ---------------------------------------------------------------- metadata */
 
 #define KVT_META_KEY_MAX 63                 /* bytes of a metadata key */

@@ -17,6 +17,7 @@
 #include "kvtier/kvtier.h"
 #include "kvtier/snapshot.h"
 #include "locate.h"
+#include "retrieve.h"
 
 #define ARENA_BYTES (512ull << 20) /* both arenas */
 #define HALF (ARENA_BYTES / 2)
@@ -391,6 +392,20 @@ int fake_store_move_block(struct kvt_store *s, const char *name,
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
+}
+
+/* The stand-in store has no retrieval index. */
+int kvt_daemon_retrieve(struct kvt_cache *c, struct kvt_rindex **index,
+			uint32_t layer, const struct kvt_retrieve_params *p,
+			const float *q, struct kvt_selection *out)
+{
+	(void)c, (void)index, (void)layer, (void)p, (void)q, (void)out;
+	return -ENOTSUP;
+}
+
+void kvt_daemon_retrieve_free(struct kvt_rindex *index)
+{
+	(void)index;
 }
 
 /* Snapshots are the real store's business (tests/store, test_kvtierd_store). */
