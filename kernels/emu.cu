@@ -9,6 +9,7 @@
 #include "kivi_quant.cuh"
 #include "score.cuh"
 #include "zip_dequant.cuh"
+#include "zip_quant.cuh"
 
 extern "C" int kvt_emu_gather(const struct kvt_gpu_item *items, uint32_t n)
 {
@@ -116,4 +117,34 @@ extern "C" int kvt_emu_zip_dequantize(const struct kvt_zip_geom *g,
 	}
 	free(s);
 	return ok ? 0 : KVT_EFORMAT;
+}
+
+extern "C" int kvt_emu_zip_quantize(const struct kvt_zip_geom *g, int tokenwise,
+				    uint32_t n_salient, const uint32_t *bm,
+				    const void *raw, void *enc)
+{
+	struct zipq_plan p;
+	int rc = kvt_zipq_plan(g, tokenwise, n_salient, &p);
+	if (rc)
+		return rc;
+	float *r = (float *)malloc(g->dim * sizeof *r);
+	if (!r)
+		return -ENOMEM;
+	for (uint32_t hv = 0; hv < 2; hv++) {
+		const uint8_t *src = (const uint8_t *)raw +
+				     (size_t)hv * p.half_elems * kvt_kg_esize(g->dtype);
+		uint8_t *s = (uint8_t *)enc + (hv ? p.z.end : 0);
+		zipq_frame(p, s, hv, bm);
+		for (uint32_t hd = 0; hd < g->heads; hd++) {
+			for (uint32_t c = 0; p.norms && c < g->dim; c++) {
+				const uint16_t nh = zipq_norm(zipq_amax(p, src, hd, c));
+				((uint16_t *)(s + p.z.norm))[(size_t)hd * g->dim + c] = nh;
+				r[c] = KVT_FDIV(1.0f, kivi_h2f(nh));
+			}
+			for (uint32_t t = 0; t < g->tokens; t++)
+				zipq_row(p, src, s, bm, hd, t, p.norms ? r : NULL);
+		}
+	}
+	free(r);
+	return 0;
 }

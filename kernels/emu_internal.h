@@ -29,6 +29,11 @@ int kvt_emu_kivi_dequantize(const struct kvt_kivi_geom *g, const void *enc,
 int kvt_emu_zip_dequantize(const struct kvt_zip_geom *g, const void *enc,
 			   size_t len, void *raw);
 
+/* One ZipCache block: raw -> encoded with the salient bitmap bm. */
+int kvt_emu_zip_quantize(const struct kvt_zip_geom *g, int tokenwise,
+			 uint32_t n_salient, const uint32_t *bm, const void *raw,
+			 void *enc);
+
 /* The gather kernel over n items. */
 int kvt_emu_gather(const struct kvt_gpu_item *items, uint32_t n);
 

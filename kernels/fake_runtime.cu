@@ -10,6 +10,7 @@
 
 #include "emu_internal.h"
 #include "kivi.cuh"
+#include "zip_quant.cuh"
 
 #define FAKE_MAX_RANGES 4096
 
@@ -293,4 +294,23 @@ extern "C" int kvt_zip_dequantize(const struct kvt_zip_geom *g,
 			return rc;
 	}
 	return 0;
+}
+
+extern "C" int kvt_zip_quantize(const struct kvt_zip_geom *g, int tokenwise,
+				uint32_t n_salient, const uint32_t *bitmaps,
+				struct kvt_gpu_batch *b, uint32_t n,
+				struct kvt_stream *s)
+{
+	struct zipq_plan p;
+	(void)s;
+	int rc = kvt_zipq_plan(g, tokenwise, n_salient, &p);
+	if (rc || (rc = kvt_kivi_items_ok(b, n)) || n == 0)
+		return rc;
+	if (!bitmaps)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n && rc == 0; i++)
+		rc = kvt_emu_zip_quantize(g, tokenwise, n_salient,
+					  bitmaps + (size_t)i * p.bm_words,
+					  b->host[i].src, b->host[i].dst);
+	return rc;
 }

@@ -1,5 +1,5 @@
 /*
- * kivi_geom_internal.h - section offsets of a KIVI stream, from the layout
+ * kivi_geom_internal.h - section offsets of a KIVI (and ZipCache) stream, from the layout
  * specified in kvtier/codec.h, usable from C and from CUDA device code.
  * Kept apart from codec/ on purpose (kernels do not depend on codecs); the
  * kernel tests compare every byte with the CPU codec, so the two cannot
@@ -94,6 +94,36 @@ KVT_HD void kvt_kivi_hdr_of(const struct kvt_kivi_geom *g, int kind,
 	h->w[7] = 0; /* n_salient */
 	h->w[8] = s.end - KVT_KIVI_HEADER_BYTES;
 	h->w[9] = 0;
+}
+
+/* ZipCache: one stream (K or V) of a block; offsets from the stream start. */
+struct zip_sect {
+	uint32_t n_sal, n_low, wl, wh, norms;
+	uint32_t bitmap, norm, scales, mins, low, high, end;
+};
+
+KVT_HD uint32_t zip_row_words(uint32_t dim, uint32_t bits)
+{
+	return (dim * bits + 31u) / 32u;
+}
+
+/* codec/zipcache.c kvt_zip_layout, offsets shifted by the header. */
+KVT_HD void zip_layout(const struct kvt_zip_geom *g, uint32_t n_sal,
+			  uint32_t norms, struct zip_sect *z)
+{
+	const uint32_t heads = g->heads, t = g->tokens;
+	z->n_sal = n_sal;
+	z->n_low = t - n_sal;
+	z->wl = zip_row_words(g->dim, g->bits);
+	z->wh = zip_row_words(g->dim, g->high_bits);
+	z->norms = norms;
+	z->bitmap = KVT_KIVI_HEADER_BYTES + 4;
+	z->norm = z->bitmap + (t + 31) / 32 * 4;
+	z->scales = z->norm + (norms ? kvt_kg_align4(heads * g->dim * 2) : 0);
+	z->mins = z->scales + kvt_kg_align4(heads * t * 2);
+	z->low = z->mins + kvt_kg_align4(heads * t * 2);
+	z->high = z->low + heads * z->n_low * z->wl * 4;
+	z->end = z->high + heads * n_sal * z->wh * 4;
 }
 
 #endif

@@ -1,5 +1,7 @@
-// kivi_plan.cu - host side of the KIVI kernels: geometry to launch plan.
+// kivi_plan.cu - host side of the KIVI and ZipCache kernels: geometry to
+// launch plan, item checks.
 #include "kivi.cuh"
+#include "zip_quant.cuh"
 
 int kvt_kivi_plan(const struct kvt_kivi_geom *g, int quant, struct kivi_plan *p)
 {
@@ -43,4 +45,21 @@ int kvt_zip_items_ok(const struct kvt_gpu_batch *b, uint32_t n)
 		if (b->host[i].len == 0 || b->host[i].len > (1u << 30))
 			rc = -EINVAL;
 	return rc;
+}
+
+int kvt_zipq_plan(const struct kvt_zip_geom *g, int tokenwise, uint32_t n_sal,
+		  struct zipq_plan *p)
+{
+	int rc = kvt_zip_geom_check(g);
+	if (rc)
+		return rc;
+	if (g->dim > ZIPQ_MAX_DIM || n_sal > g->tokens || (tokenwise & ~1))
+		return -EINVAL;
+	memset(p, 0, sizeof *p);
+	p->g = *g;
+	p->norms = !tokenwise;
+	zip_layout(g, n_sal, p->norms, &p->z);
+	p->bm_words = (g->tokens + 31) / 32;
+	p->half_elems = g->heads * g->tokens * g->dim;
+	return 0;
 }

@@ -214,6 +214,32 @@ int kvt_zip_geom_check(const struct kvt_zip_geom *g);
 int kvt_zip_dequantize(const struct kvt_zip_geom *g, struct kvt_gpu_batch *b,
 		       uint32_t n, struct kvt_stream *s);
 
+/* Bytes of the K stream and of the whole block encoded with n_salient
+ * salient tokens, with channel normalisers (tokenwise 0) or without (1).
+ * Works without CUDA. Errors as kvt_zip_geom_check, -EINVAL. */
+int kvt_zip_block_size(const struct kvt_zip_geom *g, int tokenwise,
+		       uint32_t n_salient, size_t *k_stream, size_t *encoded);
+
+/* The salient set the CPU codec picks from per-token scores: the
+ * n_salient highest (NaN lowest, ties to the lower index), as a bitmap of
+ * ceil(tokens / 32) words (bit t % 32 of word t / 32). Works without CUDA.
+ * Errors: -EINVAL, -ENOMEM. */
+int kvt_zip_salient_bitmap(const float *scores, uint32_t tokens,
+			   uint32_t n_salient, uint32_t *bitmap);
+
+/*
+ * Quantizes items [0, n) of b: src a raw block, dst room for its encoded
+ * block (kvt_zip_block_size), writing exactly the bytes kvt_codec_encode
+ * writes for both halves when its scores pick the salient set of item i:
+ * bitmaps (device memory, ceil(tokens / 32) words per item, n_salient bits
+ * each, as kvt_zip_salient_bitmap makes them) gives it. tokenwise: as the
+ * codec parameter zip_tokenwise. dim <= 1024. Errors: -EINVAL,
+ * KVT_ECODEC, KVT_ECUDA, KVT_ENOGPU.
+ */
+int kvt_zip_quantize(const struct kvt_zip_geom *g, int tokenwise,
+		     uint32_t n_salient, const uint32_t *bitmaps,
+		     struct kvt_gpu_batch *b, uint32_t n, struct kvt_stream *s);
+
 /* ---------------------------------------------------------------- scoring */
 
 /*

@@ -100,3 +100,12 @@ int kvt_zip_dequantize(const struct kvt_zip_geom *g, struct kvt_gpu_batch *b,
 	(void)g, (void)b, (void)n, (void)s;
 	return KVT_ENOGPU;
 }
+
+int kvt_zip_quantize(const struct kvt_zip_geom *g, int tokenwise,
+		     uint32_t n_salient, const uint32_t *bitmaps,
+		     struct kvt_gpu_batch *b, uint32_t n, struct kvt_stream *s)
+{
+	(void)g, (void)tokenwise, (void)n_salient, (void)bitmaps, (void)b;
+	(void)n, (void)s;
+	return KVT_ENOGPU;
+}

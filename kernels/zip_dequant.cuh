@@ -15,36 +15,6 @@
 #define KVT_POPC(x) __builtin_popcount(x)
 #endif
 
-// One stream (K or V) of a block; byte offsets from the stream start.
-struct zip_sect {
-	uint32_t n_sal, n_low, wl, wh, norms;
-	uint32_t bitmap, norm, scales, mins, low, high, end;
-};
-
-KVT_HD_FN uint32_t zip_row_words(uint32_t dim, uint32_t bits)
-{
-	return (dim * bits + 31u) / 32u;
-}
-
-// codec/zipcache.c kvt_zip_layout, offsets shifted by the header.
-KVT_HD_FN void zip_layout(const struct kvt_zip_geom &g, uint32_t n_sal,
-			  uint32_t norms, struct zip_sect *z)
-{
-	const uint32_t heads = g.heads, t = g.tokens;
-	z->n_sal = n_sal;
-	z->n_low = t - n_sal;
-	z->wl = zip_row_words(g.dim, g.bits);
-	z->wh = zip_row_words(g.dim, g.high_bits);
-	z->norms = norms;
-	z->bitmap = KVT_KIVI_HEADER_BYTES + 4;
-	z->norm = z->bitmap + (t + 31) / 32 * 4;
-	z->scales = z->norm + (norms ? kvt_kg_align4(heads * g.dim * 2) : 0);
-	z->mins = z->scales + kvt_kg_align4(heads * t * 2);
-	z->low = z->mins + kvt_kg_align4(heads * t * 2);
-	z->high = z->low + heads * z->n_low * z->wl * 4;
-	z->end = z->high + heads * n_sal * z->wh * 4;
-}
-
 // Parses the stream at s (avail bytes left in the block) as `kind`; 1 and
 // *z when its header and flags are those of a ZipCache stream of g.
 KVT_HD_FN int zip_stream_ok(const struct kvt_zip_geom &g, const uint8_t *s,
@@ -59,7 +29,7 @@ KVT_HD_FN int zip_stream_ok(const struct kvt_zip_geom &g, const uint8_t *s,
 	    w[3] != g.heads || w[4] != g.tokens || w[5] != g.dim || w[6] != 0 ||
 	    w[7] > g.tokens || w[9] != 0 || w[10] > ZIP_FLAG_NORMS)
 		return 0;
-	zip_layout(g, w[7], w[10] & ZIP_FLAG_NORMS, z);
+	zip_layout(&g, w[7], w[10] & ZIP_FLAG_NORMS, z);
 	return z->end - KVT_KIVI_HEADER_BYTES == w[8] && z->end <= avail;
 }
 

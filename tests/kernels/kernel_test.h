@@ -107,6 +107,25 @@ static inline struct kvt_kivi_geom kt_zip_as_kivi(const struct kvt_zip_geom *g)
 	return (struct kvt_kivi_geom){g->heads, g->tokens, g->dim, g->dtype, 2, 4, 0};
 }
 
+/* Per-token scores from seed (malloc'd). */
+static inline float *kt_zip_scores(uint32_t tokens, uint64_t seed)
+{
+	float *scores = malloc(tokens * sizeof *scores);
+	cr_assert(scores);
+	for (uint32_t t = 0; t < tokens; t++)
+		scores[t] = kt_uniform(&seed);
+	return scores;
+}
+
+/* The salient count the codec picks for case c: round(ratio * tokens). */
+static inline uint32_t kt_zip_n_salient(const struct kt_zip_case *c)
+{
+	if (c->ratio < 0)
+		return 0;
+	double n = (double)(uint32_t)((double)c->ratio * c->g.tokens + 0.5);
+	return (uint32_t)n > c->g.tokens ? c->g.tokens : (uint32_t)n;
+}
+
 /* The CPU codec's ZipCache encoding of a block (K stream then V stream,
  * the same scores for both); *len gets its size. */
 static inline uint8_t *kt_zip_encode(const struct kt_zip_case *c,
@@ -118,10 +137,7 @@ static inline uint8_t *kt_zip_encode(const struct kt_zip_case *c,
 	struct kvt_tensor_desc d = {g->heads, g->tokens, g->dim, g->dtype};
 	size_t kn, vn, kw, vw;
 	size_t half = (size_t)g->heads * g->tokens * g->dim * kvt_dtype_size(g->dtype);
-	float *scores = malloc(g->tokens * sizeof *scores);
-	cr_assert(scores);
-	for (uint32_t t = 0; t < g->tokens; t++)
-		scores[t] = kt_uniform(&seed);
+	float *scores = kt_zip_scores(g->tokens, seed);
 	kvt_codec_params_init(&p, KVT_CODEC_ZIPCACHE);
 	p.bits = g->bits;
 	p.high_bits = g->high_bits;

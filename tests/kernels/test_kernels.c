@@ -561,3 +561,48 @@ Test(zip_gpu, arguments_are_checked_before_launch)
 	kvt_gpu_free(p);
 	kvt_gpu_batch_free(b);
 }
+
+Test(zip_gpu, quantize_writes_the_cpu_codec_bytes)
+{
+	need_gpu();
+	for (size_t ci = 0; ci < KT_N_ZIP; ci++) {
+		const struct kt_zip_case *c = &kt_zip_cases[ci];
+		const struct kvt_kivi_geom kg = kt_zip_as_kivi(&c->g);
+		const uint32_t n = 4, n_sal = kt_zip_n_salient(c), bw = (c->g.tokens + 31) / 32;
+		const size_t raw = 2 * (size_t)c->g.heads * c->g.tokens * c->g.dim *
+				   kvt_dtype_size(c->g.dtype);
+		size_t enc;
+		cr_assert_eq(kvt_zip_block_size(&c->g, c->tokenwise, n_sal, NULL, &enc), 0);
+		uint8_t *raws = malloc(n * raw), *wants = malloc(n * enc);
+		uint32_t *bms = calloc(n, bw * 4);
+		for (uint32_t i = 0; i < n; i++) {
+			size_t len;
+			uint8_t *r = kt_raw_block(&kg, 50 + i);
+			uint8_t *e = kt_zip_encode(c, r, &len, 60 + i);
+			float *sc = kt_zip_scores(c->g.tokens, 60 + i);
+			cr_assert_eq(kvt_zip_salient_bitmap(sc, c->g.tokens, n_sal, bms + i * bw), 0);
+			memcpy(raws + i * raw, r, raw);
+			memcpy(wants + i * enc, e, enc);
+			free(r), free(e), free(sc);
+		}
+		uint8_t *raw_dev = dev_alloc(n * raw, 0), *enc_dev = dev_alloc(n * enc, 0xab);
+		uint32_t *bm_dev = dev_alloc((size_t)n * bw * 4, 0);
+		to_dev(raw_dev, raws, n * raw);
+		to_dev(bm_dev, bms, (size_t)n * bw * 4);
+		struct kvt_gpu_batch *b;
+		cr_assert_eq(kvt_gpu_batch_create(n, &b), 0);
+		struct kvt_gpu_item *it = kvt_gpu_batch_items(b);
+		for (uint32_t i = 0; i < n; i++)
+			it[i] = (struct kvt_gpu_item){raw_dev + i * raw, enc_dev + i * enc, enc};
+		cr_assert_eq(kvt_zip_quantize(&c->g, c->tokenwise, n_sal, bm_dev, b, n, NULL), 0);
+		cr_assert_eq(kvt_stream_sync(NULL), 0);
+		uint8_t *got = malloc(n * enc);
+		from_dev(got, enc_dev, n * enc);
+		for (uint32_t i = 0; i < n; i++)
+			cr_assert_eq(memcmp(got + i * enc, wants + i * enc, enc), 0,
+				     "case %zu block %u: GPU ZipCache bytes differ", ci, i);
+		free(got), free(raws), free(wants), free(bms);
+		kvt_gpu_batch_free(b);
+		kvt_gpu_free(raw_dev), kvt_gpu_free(enc_dev), kvt_gpu_free(bm_dev);
+	}
+}

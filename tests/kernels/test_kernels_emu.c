@@ -246,3 +246,26 @@ Test(kernels_emu, zipcache_bad_blocks_are_eformat)
 	cr_assert_eq(kvt_emu_zip_dequantize(&c->g, enc, len, got), 0);
 	free(enc), free(raw), free(got);
 }
+
+Test(kernels_emu, zipcache_quantize_writes_the_cpu_codec_bytes)
+{
+	for (size_t ci = 0; ci < KT_N_ZIP; ci++) {
+		const struct kt_zip_case *c = &kt_zip_cases[ci];
+		const struct kvt_kivi_geom kg = kt_zip_as_kivi(&c->g);
+		const uint32_t n_sal = kt_zip_n_salient(c);
+		size_t len, enc_len;
+		cr_assert_eq(kvt_zip_block_size(&c->g, c->tokenwise, n_sal, NULL, &enc_len), 0);
+		uint8_t *raw = kt_raw_block(&kg, ci + 40);
+		uint8_t *want = kt_zip_encode(c, raw, &len, ci + 11);
+		cr_assert_eq(len, enc_len, "case %zu", ci);
+		float *scores = kt_zip_scores(c->g.tokens, ci + 11);
+		uint32_t bm[64];
+		cr_assert_eq(kvt_zip_salient_bitmap(scores, c->g.tokens, n_sal, bm), 0);
+		uint8_t *got = malloc(len);
+		memset(got, 0xab, len);
+		cr_assert_eq(kvt_emu_zip_quantize(&c->g, c->tokenwise, n_sal, bm, raw, got), 0);
+		for (size_t b = 0; b < len; b++)
+			cr_assert_eq(got[b], want[b], "case %zu byte %zu of %zu", ci, b, len);
+		free(got), free(want), free(raw), free(scores);
+	}
+}
