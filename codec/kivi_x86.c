@@ -15,6 +15,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "cpu_x86.h"
 #include "half.h"
 #include "kivi_internal.h"
 
@@ -25,7 +26,7 @@
 int kvt_kivi_simd_supported(void)
 {
 	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+	return __builtin_cpu_supports("avx2") && kvt_cpu_has_f16c();
 }
 
 static int shape_ok(const struct kvt_codec_header *h)

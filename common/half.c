@@ -3,16 +3,14 @@
 
 static void f16_to_f32(const uint16_t *restrict s, float *restrict d, size_t n)
 {
-	const _Float16 *h = (const _Float16 *)(const void *)s;
 	for (size_t i = 0; i < n; i++)
-		d[i] = (float)h[i];
+		d[i] = kvt_f16_to_f32(s[i]);
 }
 
 static void f32_to_f16(const float *restrict s, uint16_t *restrict d, size_t n)
 {
-	_Float16 *h = (_Float16 *)(void *)d;
 	for (size_t i = 0; i < n; i++)
-		h[i] = (_Float16)s[i];
+		d[i] = kvt_f32_to_f16(s[i]);
 }
 
 static void bf16_to_f32(const uint16_t *restrict s, float *restrict d, size_t n)
