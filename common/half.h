@@ -174,10 +174,22 @@ static inline uint16_t kvt_f32_to_bf16(float f)
 	return (uint16_t)(u >> 16);
 }
 
-/* Converts n elements of dtype at src to fp32. */
+/*
+ * n fp16 values to fp32, and n fp32 values to fp16 rounded to nearest even:
+ * the bits of kvt_f16_to_f32 / kvt_f32_to_f16, vectorised with F16C where
+ * the compiler targets it. src and dst must not overlap.
+ */
+void kvt_f16_to_f32_row(const uint16_t *src, float *dst, size_t n);
+void kvt_f32_to_f16_row(const float *src, uint16_t *dst, size_t n);
+
+/* Which row conversions were built: "f16c" or "scalar". */
+const char *kvt_half_row_variant(void);
+
+/* Converts n elements of dtype at src to fp32 (no overlap unless fp32). */
 void kvt_to_f32(enum kvt_dtype dtype, const void *src, float *dst, size_t n);
 
-/* Converts n fp32 values to dtype (round to nearest even). */
+/* Converts n fp32 values to dtype (round to nearest even; no overlap
+ * unless fp32). */
 void kvt_from_f32(enum kvt_dtype dtype, const float *src, void *dst, size_t n);
 
 #endif /* KVTIER_COMMON_HALF_H */

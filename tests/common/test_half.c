@@ -270,3 +270,84 @@ Test(half, f32_to_f16_both_paths_on_a_sample_of_all_floats)
 		check_f32(t, hw, kvt_bits_to_f32(special[i]));
 	free(t);
 }
+
+/* ---------------------------------------------------------------- rows
+ * kvt_f16_to_f32_row / kvt_f32_to_f16_row (F16C or scalar, as built) must
+ * give the scalar bits at every length and alignment, and write nothing
+ * past n. */
+
+Test(half, f16_row_matches_scalar_on_every_value)
+{
+	cr_log_info("row conversions: %s", kvt_half_row_variant());
+	const size_t n = 0x10000;
+	uint16_t *h = malloc((n + 8) * sizeof *h);
+	float *f = malloc((n + 8) * sizeof *f);
+	cr_assert(h && f);
+	for (size_t i = 0; i < n + 8; i++)
+		h[i] = (uint16_t)(i * 40503u); /* every value, shuffled */
+	for (size_t off = 0; off < 4; off++) {
+		f[n - off] = 12345.0f;
+		kvt_f16_to_f32_row(h + off, f, n - off);
+		for (size_t i = 0; i < n - off; i++)
+			cr_assert_eq(kvt_f32_to_bits(f[i]),
+				     kvt_f32_to_bits(kvt_f16_to_f32_sw(h[off + i])),
+				     "h=%#x", h[off + i]);
+		cr_assert_eq(f[n - off], 12345.0f, "written past the end");
+	}
+	for (size_t len = 0; len <= 40; len++) /* every tail */
+		for (size_t off = 0; off < 3; off++) {
+			f[len] = -1.0f;
+			kvt_f16_to_f32_row(h + 1000 + off, f, len);
+			for (size_t i = 0; i < len; i++)
+				cr_assert_eq(kvt_f32_to_bits(f[i]),
+					     kvt_f32_to_bits(kvt_f16_to_f32_sw(h[1000 + off + i])));
+			cr_assert_eq(f[len], -1.0f);
+		}
+	free(h);
+	free(f);
+}
+
+/* Floats near every fp16 boundary and tie, then a stride through all bit
+ * patterns (NaNs, infinities, fp32 subnormals). */
+static size_t row_sample(float *f, size_t cap)
+{
+	size_t n = 0;
+	for (uint32_t h = 0; h < 0x7c00u && n + 14 <= cap; h++) {
+		float a = kvt_f16_to_f32_sw((uint16_t)h);
+		float b = h + 1 < 0x7c00u ? kvt_f16_to_f32_sw((uint16_t)(h + 1)) : 65536.0f;
+		float mid = (float)(((double)a + b) / 2);
+		for (int d = -3; d <= 3; d++) {
+			f[n++] = kvt_bits_to_f32(kvt_f32_to_bits(mid) + (uint32_t)d);
+			f[n++] = -kvt_bits_to_f32(kvt_f32_to_bits(a) + (uint32_t)(d + 3));
+		}
+	}
+	for (uint64_t u = 0; u < (1ull << 32) && n < cap; u += 4099)
+		f[n++] = kvt_bits_to_f32((uint32_t)u);
+	return n;
+}
+
+Test(half, f32_row_matches_scalar_on_a_large_sample)
+{
+	const size_t cap = 0x7c00u * 14 + (1u << 20) + 16;
+	float *f = malloc(cap * sizeof *f);
+	uint16_t *h = malloc((cap + 1) * sizeof *h);
+	cr_assert(f && h);
+	size_t n = row_sample(f, cap);
+	for (size_t off = 0; off < 3; off++) {
+		h[n - off] = 0x1234;
+		kvt_f32_to_f16_row(f + off, h, n - off);
+		for (size_t i = 0; i < n - off; i++)
+			cr_assert_eq(h[i], kvt_f32_to_f16_sw(f[off + i], KVT_ROUND_NEAREST),
+				     "f=%#x", kvt_f32_to_bits(f[off + i]));
+		cr_assert_eq(h[n - off], 0x1234, "written past the end");
+	}
+	for (size_t len = 0; len <= 40; len++) {
+		h[len] = 0x4321;
+		kvt_from_f32(KVT_DTYPE_F16, f + 5000, h, len);
+		for (size_t i = 0; i < len; i++)
+			cr_assert_eq(h[i], kvt_f32_to_f16_sw(f[5000 + i], KVT_ROUND_NEAREST));
+		cr_assert_eq(h[len], 0x4321);
+	}
+	free(f);
+	free(h);
+}
