@@ -47,6 +47,10 @@ KVT_HD_FN struct kivi_group kivi_params(float mn, float mx,
 							 uint32_t bits)
 {
 	struct kivi_group r;
+	// + 0 makes a zero bound +0 whatever order the group was reduced in,
+	// as the CPU codec does.
+	mn = KVT_FADD(mn, 0.0f);
+	mx = KVT_FADD(mx, 0.0f);
 	if (mn < -KVT_F16_MAX)
 		mn = -KVT_F16_MAX;
 	__half mh = __float2half_rd(mn);
