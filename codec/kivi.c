@@ -117,6 +117,10 @@ static int kivi_validate(const struct kvt_codec_header *h)
 void kvt_kivi_group_params(float mn, float mx, unsigned bits,
 			   uint16_t *scale, uint16_t *min, float *inv)
 {
+	/* + 0.0f turns -0 into +0: a zero bound must not depend on the order
+	 * the group was reduced in (the SIMD paths reduce in another order). */
+	mn = mn + 0.0f;
+	mx = mx + 0.0f;
 	if (mn < -F16_MAX)
 		mn = -F16_MAX;
 	uint16_t mh = kvt_f32_to_f16_rd(mn);

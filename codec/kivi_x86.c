@@ -15,6 +15,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "cpu_x86.h"
 #include "half.h"
 #include "kivi_internal.h"
 
@@ -25,7 +26,7 @@
 int kvt_kivi_simd_supported(void)
 {
 	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+	return __builtin_cpu_supports("avx2") && kvt_cpu_has_f16c();
 }
 
 static int shape_ok(const struct kvt_codec_header *h)
@@ -50,6 +51,8 @@ struct params8 {
 static SIMD struct params8 params8(__m256 mn, __m256 mx, float qmax)
 {
 	struct params8 p;
+	mn = _mm256_add_ps(mn, _mm256_setzero_ps()); /* -0 -> +0, as the reference */
+	mx = _mm256_add_ps(mx, _mm256_setzero_ps());
 	mn = _mm256_max_ps(mn, _mm256_set1_ps(-F16_MAX));
 	p.mh = _mm256_cvtps_ph(mn, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 	p.m = _mm256_cvtph_ps(p.mh);

@@ -7,6 +7,7 @@
  */
 #include <immintrin.h>
 
+#include "cpu_x86.h"
 #include "half.h"
 #include "zipcache_internal.h"
 
@@ -15,7 +16,7 @@
 static int f16c(void)
 {
 	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+	return __builtin_cpu_supports("avx") && kvt_cpu_has_f16c();
 }
 
 static SIMD void f16_to_f32(const uint16_t *src, float *dst, size_t n)

@@ -1,19 +1,6 @@
-/* half.c - array conversions; plain loops the compiler vectorises (F16C). */
+/* half.c - array conversions by dtype; the fp16 rows are in
+ * half_row_f16c.c or half_row_scalar.c. */
 #include "half.h"
-
-static void f16_to_f32(const uint16_t *restrict s, float *restrict d, size_t n)
-{
-	const _Float16 *h = (const _Float16 *)(const void *)s;
-	for (size_t i = 0; i < n; i++)
-		d[i] = (float)h[i];
-}
-
-static void f32_to_f16(const float *restrict s, uint16_t *restrict d, size_t n)
-{
-	_Float16 *h = (_Float16 *)(void *)d;
-	for (size_t i = 0; i < n; i++)
-		h[i] = (_Float16)s[i];
-}
 
 static void bf16_to_f32(const uint16_t *restrict s, float *restrict d, size_t n)
 {
@@ -31,7 +18,7 @@ static void f32_to_bf16(const float *restrict s, uint16_t *restrict d, size_t n)
 void kvt_to_f32(enum kvt_dtype dtype, const void *src, float *dst, size_t n)
 {
 	switch (dtype) {
-	case KVT_DTYPE_F16: f16_to_f32(src, dst, n); break;
+	case KVT_DTYPE_F16: kvt_f16_to_f32_row(src, dst, n); break;
 	case KVT_DTYPE_BF16: bf16_to_f32(src, dst, n); break;
 	case KVT_DTYPE_F32: memmove(dst, src, n * sizeof(float)); break;
 	}
@@ -40,7 +27,7 @@ void kvt_to_f32(enum kvt_dtype dtype, const void *src, float *dst, size_t n)
 void kvt_from_f32(enum kvt_dtype dtype, const float *src, void *dst, size_t n)
 {
 	switch (dtype) {
-	case KVT_DTYPE_F16: f32_to_f16(src, dst, n); break;
+	case KVT_DTYPE_F16: kvt_f32_to_f16_row(src, dst, n); break;
 	case KVT_DTYPE_BF16: f32_to_bf16(src, dst, n); break;
 	case KVT_DTYPE_F32: memmove(dst, src, n * sizeof(float)); break;
 	}

@@ -244,12 +244,14 @@ static void reap(struct kvt_server *srv, int all)
 			continue;
 		}
 		*pp = s->next;
-		srv->n_sessions--;
 		pthread_mutex_unlock(&srv->lock);
 		pthread_join(s->thread, NULL);
 		close(s->sock);
 		free(s);
 		pthread_mutex_lock(&srv->lock);
+		/* Counted down only now, so a session that is counted out holds
+		 * no descriptor any more. */
+		srv->n_sessions--;
 	}
 	pthread_mutex_unlock(&srv->lock);
 }

@@ -148,8 +148,9 @@ int kvt_host_tier_create(uint64_t budget, struct kvt_tier **out);
 int kvt_disk_tier_create(const char *dir, uint64_t budget, int zstd_level,
 			 struct kvt_tier **out);
 
-/* GPU tier: one cudaMalloc'd pool of budget bytes. KVT_ENOGPU without
- * CUDA or device. */
+/* GPU tier: one cudaMalloc'd pool of budget bytes (0: 256 MiB). locate()
+ * gives device addresses (fd -1). Batched asynchronous reload: gpu_tier.h.
+ * KVT_ENOGPU without CUDA or device, -ENOMEM when the device is full. */
 int kvt_gpu_tier_create(uint64_t budget, struct kvt_tier **out);
 
 #ifdef __cplusplus

@@ -16,13 +16,17 @@
  * R = T - Tq (R >= the residual parameter, unless T is small). Values use the
  * same Tq so both halves of a token are quantized together.
  * Per group, with x the fp32 inputs of the group:
- *     m  = min(x), M = max(x)
+ *     m  = min(x) + 0, M = max(x) + 0   (a zero bound is +0, whatever the
+ *                                       signs and order of the zeros)
  *     mh = fp16 of m rounded toward -inf          (stored)
  *     sh = fp16 of (M - mh) / (2^b - 1) rounded toward +inf   (stored)
  *     inv = sh > 0 ? 1.0f / sh : 0.0f              (fp32)
  *     code = clamp(rint((x - mh) * inv), 0, 2^b - 1)   (round half to even)
  *     decode: x' = (float)code * sh + mh            (two roundings, no FMA)
- * so |x - x'| <= sh / 2 (up to fp32 rounding).
+ * so |x - x'| <= sh / 2 (up to fp32 rounding) for inputs of magnitude at
+ * most 65504, the fp16 range of mh and sh. Larger bf16/fp32 inputs are not
+ * supported (like non-finite ones): they decode to wrong values, without an
+ * error (ZipCache with normalisers, the default, does cover them).
  * Sections, in order, each starting at a 4-byte aligned offset:
  *  keys (per channel, grouped along tokens), ng = Tq / G:
  *     codes  u32 [heads][ng][dim][G*b/32]   code of token j of the group at
@@ -122,6 +126,8 @@ int kvt_codec_encode(const struct kvt_codec_params *p, enum kvt_kv_kind kind,
 
 /*
  * Parses and validates the header of an encoded tensor of len bytes.
+ * Here and in the decoders, src must be 4-byte aligned: the payload's u16
+ * and u32 sections are read in place.
  * Errors: KVT_EFORMAT (bad magic, truncated, inconsistent sizes),
  * KVT_EVERSION, KVT_ECODEC (unknown codec).
  */

@@ -198,6 +198,29 @@ Test(kivi, constant_groups_decode_exactly)
 	}
 }
 
+/* The documented domain ends at the fp16 limit: fp32 inputs spanning
+ * [-65504, 65504] still decode within half a scale. */
+Test(kivi, fp32_inputs_at_the_fp16_limit_stay_within_bound)
+{
+	struct kvt_tensor_desc d = {1, 64, 32, KVT_DTYPE_F32};
+	float x[64 * 32], y[64 * 32];
+	for (int i = 0; i < 64 * 32; i++)
+		x[i] = i % 3 == 0 ? 65504.0f : i % 3 == 1 ? -65504.0f
+					     : 65504.0f * sinf((float)i);
+	struct kvt_codec_params p;
+	kvt_codec_params_init(&p, KVT_CODEC_KIVI);
+	p.residual = 0;
+	for (unsigned b = 2; b <= 8; b *= 2)
+		for (int kind = 0; kind < 2; kind++) {
+			struct coded c;
+			p.bits = (uint8_t)b;
+			encode(&p, kind, &d, x, &c);
+			cr_assert_eq(kvt_codec_decode_f32(c.buf, c.len, y, sizeof y, NULL), 0);
+			check_bound(&c, x, y);
+			free(c.buf);
+		}
+}
+
 Test(kivi, two_bit_is_about_seven_times_smaller)
 {
 	struct kvt_tensor_desc d = {8, 4096, 128, KVT_DTYPE_F16};
@@ -278,7 +301,22 @@ Test(kivi, encoding_is_deterministic)
 	free(x);
 }
 
-/* The SIMD paths must produce the reference's bytes exactly. */
+/* Signed zeros where a group's minimum or maximum is: channels (keys)
+ * and groups of channels (values) that are >= 0, all zeros, or <= 0, with
+ * +0 and -0 mixed, so the sign of a zero min/max would depend on the order
+ * the inputs are reduced in (found by fuzz_codec). */
+static void signed_zeros(float *x, size_t n, uint32_t dim, unsigned group)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t d = i % dim, cls = (d / (group / 2)) % 3;
+		float z = (i * 2654435761u >> 7) & 1 ? -0.0f : 0.0f;
+		float v = (i * 40503u >> 5) % 3 ? z : fabsf(x[i]);
+		x[i] = cls == 0 ? v : cls == 1 ? z : -v;
+	}
+}
+
+/* The SIMD paths must produce the reference's bytes exactly. spread 0:
+ * the signed zeros above. */
 static void simd_matches_reference(unsigned bits, unsigned group,
 				   enum kvt_kv_kind kind, float spread)
 {
@@ -286,7 +324,9 @@ static void simd_matches_reference(unsigned bits, unsigned group,
 	size_t n = (size_t)3 * 200 * 128;
 	float *x = make_tensor(3, 200, 128, bits + group);
 	for (size_t i = 0; i < n; i++)
-		x[i] *= spread;
+		x[i] *= spread ? spread : 1.0f;
+	if (spread == 0.0f)
+		signed_zeros(x, n, 128, group);
 	uint16_t *xh = malloc(n * 2), *y1 = malloc(n * 2), *y2 = malloc(n * 2);
 	float *yf = malloc(n * 4);
 	kvt_from_f32(KVT_DTYPE_F16, x, xh, n);
@@ -309,6 +349,37 @@ static void simd_matches_reference(unsigned bits, unsigned group,
 	free(x), free(xh), free(y1), free(y2), free(yf), free(ref), free(c.buf);
 }
 
+/* A zero minimum or scale is stored as +0 whatever the signs and order of
+ * the zeros in the group, so every implementation writes the same bytes. */
+Test(kivi, signed_zero_minima_are_canonical)
+{
+	for (unsigned b = 2; b <= 8; b *= 2)
+		for (int kind = 0; kind < 2; kind++) {
+			struct kvt_tensor_desc d = {3, 200, 128, KVT_DTYPE_F16};
+			size_t n = (size_t)3 * 200 * 128;
+			float *x = make_tensor(3, 200, 128, b);
+			signed_zeros(x, n, 128, 32);
+			uint16_t *xh = malloc(n * 2);
+			kvt_from_f32(KVT_DTYPE_F16, x, xh, n);
+			struct kvt_codec_params p;
+			kvt_codec_params_init(&p, KVT_CODEC_KIVI);
+			p.bits = (uint8_t)b;
+			p.residual = 40;
+			struct coded c;
+			encode(&p, kind, &d, xh, &c);
+			const uint8_t *pl = c.buf + KVT_CODEC_HEADER_BYTES;
+			size_t zeros = 0;
+			for (size_t o = c.l.scales; o < c.l.residual; o += 2) {
+				uint16_t v;
+				memcpy(&v, pl + o, 2);
+				cr_assert_neq(v, 0x8000u, "-0 at payload byte %zu", o);
+				zeros += v == 0;
+			}
+			cr_assert_gt(zeros, 0);
+			free(x), free(xh), free(c.buf);
+		}
+}
+
 Test(kivi, simd_and_reference_agree_bit_for_bit)
 {
 	if (!kvt_kivi_simd_supported())
@@ -318,5 +389,7 @@ Test(kivi, simd_and_reference_agree_bit_for_bit)
 			simd_matches_reference(b, 32, kind, 1.0f);
 			simd_matches_reference(b, 64, kind, 1e-4f); /* subnormal fp16 */
 			simd_matches_reference(b, 16, kind, 3000.0f); /* near the fp16 limit */
+			simd_matches_reference(b, 32, kind, 0.0f); /* signed zeros */
+			simd_matches_reference(b, 64, kind, 0.0f);
 		}
 }
