@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs the main job: a small cache stored and read back.
+# Sets up, builds and runs the main job: kvtierd plus a long-document QA
+# session (SmolLM2-135M over the Debian FAQ, its KV cache held by kvtierd).
+# Options go to qa_demo (e.g. --full for the whole FAQ, --questions 8).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-bash scripts/build.sh
-./build/examples/store_roundtrip
+exec bash "$(dirname "$0")/demo_qa.sh" "$@"
