@@ -45,6 +45,7 @@
 #include "codec_internal.h"
 #include "half.h"
 #include "kivi_internal.h"
+#include "salient.h"
 #include "zipcache_internal.h"
 
 #define F16_MAX 65504.0f
@@ -153,41 +154,6 @@ static int zip_validate(const struct kvt_codec_header *h)
 	kvt_zip_layout(h, 0, &without);
 	if (h->payload_len != with.total && h->payload_len != without.total)
 		return KVT_EFORMAT;
-	return 0;
-}
-
-/* ---------------------------------------------------------------- salient set */
-
-struct ranked {
-	float s;
-	uint32_t i;
-};
-
-/* Higher score first, then lower index: a total order, so the choice is
- * the same on every platform whatever qsort does with ties. */
-static int ranked_cmp(const void *a, const void *b)
-{
-	const struct ranked *x = a, *y = b;
-	if (x->s != y->s)
-		return x->s > y->s ? -1 : 1;
-	return x->i < y->i ? -1 : x->i > y->i;
-}
-
-static int pick_salient(const float *scores, uint32_t tokens, uint32_t n_sal,
-			uint32_t *bitmap)
-{
-	memset(bitmap, 0, (tokens + 31) / 32 * 4);
-	if (n_sal == 0)
-		return 0;
-	struct ranked *r = malloc((size_t)tokens * sizeof *r);
-	if (!r)
-		return -ENOMEM;
-	for (uint32_t t = 0; t < tokens; t++)
-		r[t] = (struct ranked){isnan(scores[t]) ? -INFINITY : scores[t], t};
-	qsort(r, tokens, sizeof *r, ranked_cmp);
-	for (uint32_t k = 0; k < n_sal; k++)
-		bitmap[r[k].i / 32] |= 1u << (r[k].i % 32);
-	free(r);
 	return 0;
 }
 
@@ -412,7 +378,7 @@ static int zip_encode(const struct kvt_codec_params *p,
 	if (l.total != h->payload_len || work_alloc(h->dim, &w))
 		return l.total != h->payload_len ? KVT_ECODEC : -ENOMEM;
 	w.bitmap = (uint32_t *)(void *)(payload + l.bitmap);
-	int rc = pick_salient(p->saliency, h->tokens, h->n_salient, w.bitmap);
+	int rc = kvt_salient_bitmap(p->saliency, h->tokens, h->n_salient, w.bitmap);
 	if (rc) {
 		free(w.x);
 		return rc;
