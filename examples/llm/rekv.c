@@ -274,6 +274,19 @@ static int held_send(struct llm_rekv *r, uint32_t l, uint32_t n, uint32_t end,
 	return 0;
 }
 
+int llm_rekv_saliency(const struct llm_rekv *r, uint32_t layer, float *out)
+{
+	if (!r->n_held)
+		return -ENOTSUP;
+	if (layer >= r->c.n_layers || !out)
+		return -EINVAL;
+	const float *sal = r->sal + (size_t)layer * r->max_tokens;
+	const uint32_t *cnt = r->sal_n + (size_t)layer * r->max_tokens;
+	for (uint32_t t = 0; t < r->n; t++)
+		out[t] = cnt[t] ? sal[t] / (float)cnt[t] : 0.0f;
+	return 0;
+}
+
 int llm_rekv_flush(struct llm_rekv *r)
 {
 	for (uint32_t l = 0; r->n_held && l < r->c.n_layers; l++) {

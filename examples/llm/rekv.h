@@ -79,6 +79,11 @@ int llm_rekv_prefill(struct llm_rekv *r, const int32_t *ids, uint32_t n,
  * themselves. Later prefill continues from there. Errors: the store's. */
 int llm_rekv_flush(struct llm_rekv *r);
 
+/* The saliency scores so far of layer `layer`'s llm_rekv_tokens() tokens
+ * into out (what a token leaving the window is stored with). -ENOTSUP when
+ * no cache takes scores, -EINVAL for a bad layer. */
+int llm_rekv_saliency(const struct llm_rekv *r, uint32_t layer, float *out);
+
 uint32_t llm_rekv_tokens(const struct llm_rekv *r);
 uint32_t llm_rekv_blocks(const struct llm_rekv *r);
 uint32_t llm_rekv_block_tokens(const struct llm_rekv *r);
