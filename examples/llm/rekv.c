@@ -226,9 +226,27 @@ static void saliency_add(struct llm_rekv *r, uint32_t l, uint32_t T)
 	}
 }
 
+/* Window slot i of layer l to f16 staging slot c ([head][wcap][dim]); sink
+ * keys moved by move_sink are rotated back to their positions. */
+static void stage_slot(struct llm_rekv *r, uint32_t l, uint32_t i, uint32_t c)
+{
+	uint32_t hd = r->c.head_dim;
+	float tmp[KVT_MAX_HEAD_DIM];
+	for (uint32_t h = 0; h < r->c.n_kv_head; h++) {
+		size_t src = ((size_t)h * r->wcap + i) * hd, dst = ((size_t)h * r->wcap + c) * hd;
+		memcpy(tmp, r->wk[l] + src, hd * sizeof(float));
+		if (i < r->cfg.sink && r->sink_pos[l])
+			llm_rope_shift(&r->c, tmp, -r->sink_pos[l]);
+		for (uint32_t d = 0; d < hd; d++) {
+			r->gk[dst + d] = llm_f32_to_f16(tmp[d]);
+			r->gv[dst + d] = llm_f32_to_f16(r->wv[l][src + d]);
+		}
+	}
+}
+
 /* Appends the tokens [sent[l], upto) of layer l, all in the window (n
  * tokens, the last at position end - 1), to the held stores with their
- * scores. Sink keys moved by move_sink are rotated back. */
+ * scores. */
 static int held_send(struct llm_rekv *r, uint32_t l, uint32_t n, uint32_t end,
 		     uint32_t upto)
 {
@@ -237,7 +255,6 @@ static int held_send(struct llm_rekv *r, uint32_t l, uint32_t n, uint32_t end,
 		return 0;
 	const float *sal = r->sal + (size_t)l * r->max_tokens;
 	const uint32_t *cnt = r->sal_n + (size_t)l * r->max_tokens;
-	float tmp[KVT_MAX_HEAD_DIM];
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t p = slot_pos(r, i, n, end);
 		if (p < from || p >= upto)
@@ -245,17 +262,7 @@ static int held_send(struct llm_rekv *r, uint32_t l, uint32_t n, uint32_t end,
 		if (p != from + c)
 			return -EINVAL; /* not in the window: a bug */
 		r->gs[c] = cnt[p] ? sal[p] / (float)cnt[p] : 0.0f;
-		for (uint32_t h = 0; h < H; h++) {
-			size_t src = ((size_t)h * r->wcap + i) * hd, dst = ((size_t)h * r->wcap + c) * hd;
-			memcpy(tmp, r->wk[l] + src, hd * sizeof(float));
-			if (i < r->cfg.sink && r->sink_pos[l])
-				llm_rope_shift(&r->c, tmp, -r->sink_pos[l]);
-			for (uint32_t d = 0; d < hd; d++) {
-				r->gk[dst + d] = llm_f32_to_f16(tmp[d]);
-				r->gv[dst + d] = llm_f32_to_f16(r->wv[l][src + d]);
-			}
-		}
-		c++;
+		stage_slot(r, l, i, c++);
 	}
 	if (c != upto - from)
 		return -EINVAL;
