@@ -4,7 +4,8 @@
  *
  * The document prefix is prefilled once into several kvtier caches that
  * differ only in their cold codec (raw, KIVI-2, KIVI-4, ZipCache when the
- * codec is built). Per question, the reference is full-cache attention:
+ * codec is built, with the model's prefill attention as saliency; --zip
+ * compares several ZipCache settings). Per question, the reference is full-cache attention:
  * every document block, unquantized, then a greedy answer A. Each
  * (codec, budget) pair retrieves blocks (ReKV selection), loads them from
  * its cache and is scored teacher-forced on A: the share of answer
@@ -25,7 +26,8 @@
 #include "qa.h"
 
 #define MAX_BUDGETS 8
-#define N_CODECS 4
+#define MAX_ZIP 5
+#define N_CODECS (3 + MAX_ZIP) /* raw, KIVI-2, KIVI-4, ZipCache configs */
 #define N_METHODS 4 /* simple, kvtier ReKV, kvtier ClusterKV, oracle */
 
 static const char *method_name[N_METHODS] = {"simple", "rekv", "clusterkv", "oracle"};
@@ -34,7 +36,9 @@ struct opts {
 	const char *model;
 	uint32_t tokens, questions, max_new, threads, n_budgets;
 	uint32_t budgets[MAX_BUDGETS];
-	int free_run, recall_only, rope_free, method;
+	int free_run, recall_only, rope_free, method, no_saliency;
+	uint32_t n_zip;
+	struct { uint8_t bits, high; float ratio; } zip[MAX_ZIP];
 };
 
 static void usage(FILE *f)
@@ -54,7 +58,11 @@ static void usage(FILE *f)
 		"  --rope-free    simple retrieval with RoPE undone (llm_rekv_config.rope_free)\n"
 		"  --retrieval M  selection used for the answers: simple, rekv, clusterkv\n"
 		"                 (default) or oracle\n"
-		"  --threads T    worker threads (default: online CPUs)\n");
+		"  --threads T    worker threads (default: online CPUs)\n"
+		"  --zip LIST     ZipCache cold codecs, bits/high_bits/salient_ratio each\n"
+		"                 (default 2/4/0.2; ratio 0 = no salient token)\n"
+		"  --no-saliency  no saliency scores for the ZipCache caches (every token\n"
+		"                 low-bit; llm_rekv_config.saliency = 0)\n");
 }
 
 static int parse_budgets(const char *s, struct opts *o)
@@ -69,16 +77,36 @@ static int parse_budgets(const char *s, struct opts *o)
 	return o->n_budgets ? 0 : -1;
 }
 
+static int parse_zip(const char *s, struct opts *o)
+{
+	o->n_zip = 0;
+	for (char *end; *s && o->n_zip < MAX_ZIP; s = *end ? end + 1 : end) {
+		unsigned long lo = strtoul(s, &end, 10), hi = 0;
+		float r = -1;
+		if (*end == '/')
+			hi = strtoul(end + 1, &end, 10);
+		if (*end == '/')
+			r = strtof(end + 1, &end);
+		if (lo == 0 || hi <= lo || hi > 8 || !(r >= 0 && r <= 1) || (*end && *end != ','))
+			return -1;
+		o->zip[o->n_zip].bits = (uint8_t)lo;
+		o->zip[o->n_zip].high = (uint8_t)hi;
+		o->zip[o->n_zip++].ratio = r;
+	}
+	return o->n_zip && !*s ? 0 : -1;
+}
+
 static int parse(int argc, char **argv, struct opts *o)
 {
 	static const struct option lo[] = {
 		{"model", 1, 0, 'm'}, {"tokens", 1, 0, 'n'}, {"questions", 1, 0, 'q'},
 		{"max-new", 1, 0, 'x'}, {"budgets", 1, 0, 'b'}, {"free-run", 0, 0, 'f'},
 		{"threads", 1, 0, 't'}, {"recall-only", 0, 0, 'r'}, {"rope-free", 0, 0, 'R'},
-		{"retrieval", 1, 0, 'M'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
+		{"retrieval", 1, 0, 'M'}, {"zip", 1, 0, 'z'}, {"no-saliency", 0, 0, 'S'},
+		{"help", 0, 0, 'h'}, {0, 0, 0, 0},
 	};
 	*o = (struct opts){".model/SmolLM2-135M-Instruct.Q4_1.gguf", 2048, 6, 24, 0, 4,
-			   {5, 10, 20, 100}, 0, 0, 0, 2};
+			   {5, 10, 20, 100}, 0, 0, 0, 2, 0, 1, {{2, 4, 0.2f}}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		uint32_t v = optarg ? (uint32_t)strtoul(optarg, NULL, 10) : 0;
@@ -89,6 +117,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'x': o->max_new = v; break;
 		case 'b': if (parse_budgets(optarg, o)) { usage(stderr); return -1; } break;
 		case 'f': o->free_run = 1; break;
+		case 'z': if (parse_zip(optarg, o)) { usage(stderr); return -1; } break;
+		case 'S': o->no_saliency = 1; break;
 		case 'r': o->recall_only = 1; break;
 		case 'R': o->rope_free = 1; break;
 		case 'M':
@@ -119,7 +149,6 @@ static double now(void)
 	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static const char *codec_name[N_CODECS] = {"raw", "KIVI-2", "KIVI-4", "ZipCache"};
 
 struct cell {
 	uint64_t agree, positions, exact, answers;
@@ -135,6 +164,8 @@ struct bench {
 	struct llm_faq faq;
 	struct llm_qa_doc doc;
 	struct kvt_store *store;
+	char codec_name[N_CODECS][32];
+	uint32_t n_codecs;
 	struct llm_kvstore *kv[N_CODECS];
 	int have[N_CODECS];
 	uint32_t n_kv, idx[N_CODECS]; /* codec -> store index in rk */
@@ -171,7 +202,8 @@ static int open_caches(struct bench *b)
 	kvt_store_config_init(&sc);
 	sc.host_bytes = 4ull << 30;
 	int rc = kvt_store_open(&sc, &b->store);
-	for (int k = 0; k < N_CODECS && rc == 0; k++) {
+	b->n_codecs = 3 + b->o.n_zip;
+	for (int k = 0; k < (int)b->n_codecs && rc == 0; k++) {
 		struct kvt_cache_config cc;
 		kvt_cache_config_init(&cc);
 		cc.shape.n_layers = c->n_layers;
@@ -180,14 +212,25 @@ static int open_caches(struct bench *b)
 		if (k == 1 || k == 2) {
 			kvt_codec_params_init(&cc.cold, KVT_CODEC_KIVI);
 			cc.cold.bits = k == 1 ? 2 : 4;
-		} else if (k == 3) {
+		} else if (k >= 3) {
 			kvt_codec_params_init(&cc.cold, KVT_CODEC_ZIPCACHE);
+			cc.cold.bits = b->o.zip[k - 3].bits;
+			cc.cold.high_bits = b->o.zip[k - 3].high;
+			cc.cold.salient_ratio = b->o.zip[k - 3].ratio;
 		}
+		static const char *base[3] = {"raw", "KIVI-2", "KIVI-4"};
+		if (k < 3)
+			snprintf(b->codec_name[k], sizeof(b->codec_name[k]), "%s", base[k]);
+		else
+			snprintf(b->codec_name[k], sizeof(b->codec_name[k]), "Zip-%u/%u/%.2g%s",
+				 cc.cold.bits, cc.cold.high_bits, (double)cc.cold.salient_ratio,
+				 b->o.no_saliency ? "-nosal" : "");
+		const char *codec_name = b->codec_name[k];
 		char name[32];
-		snprintf(name, sizeof(name), "bench-%s", codec_name[k]);
+		snprintf(name, sizeof(name), "bench-%d", k);
 		int r = llm_kvstore_local(b->store, name, &cc, &b->kv[b->n_kv]);
 		if (r == KVT_ECODEC) {
-			printf("%s: not available in this build (%s), skipped\n", codec_name[k],
+			printf("%s: not available in this build (%s), skipped\n", codec_name,
 			       kvt_strerror(r));
 			continue;
 		}
@@ -208,6 +251,7 @@ static int timed_prefill(struct bench *b, double *alone, double *with)
 	struct llm_rekv *solo = NULL;
 	llm_rekv_config_init(&cfg);
 	cfg.rope_free = b->o.rope_free;
+	cfg.saliency = !b->o.no_saliency;
 	int rc = llm_rekv_create(b->m, b->pool, &cfg, b->kv, 0, b->doc.n, &solo);
 	if (rc == 0)
 		rc = llm_rekv_create(b->m, b->pool, &cfg, b->kv, b->n_kv, b->doc.n, &b->rk);
@@ -238,16 +282,18 @@ static int prefill(struct bench *b)
 	fflush(stdout);
 	int rc = timed_prefill(b, &alone, &with);
 	if (rc == 0)
+		rc = llm_rekv_flush(b->rk); /* ZipCache caches: the window's tokens */
+	if (rc == 0)
 		printf("prefill (chunk by chunk in lockstep): model alone %.1f tokens/s; into %u "
 		       "kvtier caches %.1f tokens/s (ratio %.3f)\n", alone, b->n_kv, with,
 		       with / alone);
 	struct kvt_stats st;
 	if (rc == 0 && kvt_store_stats(b->store, &st) == 0)
-		for (int k = 0; k < N_CODECS; k++) {
+		for (uint32_t k = 0; k < b->n_codecs; k++) {
 			struct kvt_cache_info inf;
 			if (b->have[k] && llm_kvstore_info(b->kv[b->idx[k]], &inf) == 0)
-				printf("  cache %-8s raw %.2f MiB stored %.2f MiB (x%.2f)\n",
-				       codec_name[k], inf.raw_bytes / 1048576.0,
+				printf("  cache %-16s raw %.2f MiB stored %.2f MiB (x%.2f)\n",
+				       b->codec_name[k], inf.raw_bytes / 1048576.0,
 				       inf.stored_bytes / 1048576.0,
 				       (double)inf.raw_bytes / (double)inf.stored_bytes);
 		}
@@ -493,7 +539,7 @@ static int question(struct bench *b, uint32_t s)
 				b->mass[m][bi] += mass_covered(osc, llm_rekv_blocks(b->rk), &sel[m]);
 			}
 		}
-		for (int k = 0; k < N_CODECS && rc == 0 && !b->o.recall_only; k++)
+		for (int k = 0; k < (int)b->n_codecs && rc == 0 && !b->o.recall_only; k++)
 			if (b->have[k])
 				rc = one_config(b, &x, k, bi, &sel[b->o.method]);
 		for (int m = 0; m < N_METHODS; m++)
@@ -510,13 +556,13 @@ static void report_quality(const struct bench *b)
 	       "on the full-cache answer) / mean KL(full||retrieved) nats%s\n", b->n_q,
 	       method_name[b->o.method], b->o.free_run ? " / identical free-run answers" : "");
 	printf("%-9s", "budget");
-	for (int k = 0; k < N_CODECS; k++)
+	for (uint32_t k = 0; k < b->n_codecs; k++)
 		if (b->have[k])
-			printf(" %-26s", codec_name[k]);
+			printf(" %-20s", b->codec_name[k]);
 	printf("\n");
 	for (uint32_t bi = 0; bi < b->o.n_budgets; bi++) {
 		printf("%6u%%  ", b->o.budgets[bi]);
-		for (int k = 0; k < N_CODECS; k++) {
+		for (uint32_t k = 0; k < b->n_codecs; k++) {
 			const struct cell *cl = &b->cell[k][bi];
 			if (!b->have[k])
 				continue;
@@ -526,7 +572,7 @@ static void report_quality(const struct bench *b)
 			if (b->o.free_run)
 				snprintf(s + n, sizeof(s) - (size_t)n, " / %llu/%llu",
 					 (unsigned long long)cl->exact, (unsigned long long)cl->answers);
-			printf(" %-26s", s);
+			printf(" %-20s", s);
 		}
 		printf("\n");
 	}

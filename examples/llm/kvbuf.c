@@ -74,7 +74,7 @@ void llm_kvbuf_layer(struct llm_kvbuf *b, uint32_t l, float **k, float **v,
 static int kb_context(void *arg, uint32_t layer, struct llm_ctx_view *view)
 {
 	struct llm_kvbuf *b = arg;
-	*view = (struct llm_ctx_view){b->len[layer], b->cap, b->k[layer], b->v[layer]};
+	*view = (struct llm_ctx_view){b->len[layer], b->cap, b->k[layer], b->v[layer], NULL};
 	return 0;
 }
 

@@ -59,12 +59,24 @@ void llm_kvstore_close(struct llm_kvstore *s)
 	free(s);
 }
 
+int llm_kvstore_wants_scores(const struct llm_kvstore *s)
+{
+	return s->cache && s->cfg.cold.id == KVT_CODEC_ZIPCACHE;
+}
+
 int llm_kvstore_append(struct llm_kvstore *s, uint32_t layer, uint32_t n,
 		       const void *k, const void *v)
 {
+	return llm_kvstore_append_scored(s, layer, n, k, v, NULL);
+}
+
+int llm_kvstore_append_scored(struct llm_kvstore *s, uint32_t layer, uint32_t n,
+			      const void *k, const void *v, const float *scores)
+{
 	if (!s->cache)
 		return kvt_client_cache_append(s->rcache, layer, n, k, v);
-	int rc = kvt_cache_append(s->cache, layer, n, k, v);
+	int rc = kvt_cache_append_scored(s->cache, layer, n, k, v,
+					 llm_kvstore_wants_scores(s) ? scores : NULL);
 	if (rc == 0 && s->idx)
 		rc = kvt_rindex_add(s->idx, layer, k, n);
 	return rc;

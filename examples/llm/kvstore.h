@@ -31,6 +31,16 @@ void llm_kvstore_close(struct llm_kvstore *s);
 int llm_kvstore_append(struct llm_kvstore *s, uint32_t layer, uint32_t n,
 		       const void *k, const void *v);
 
+/* 1 when scores given to llm_kvstore_append_scored are used: an
+ * in-process cache whose cold codec is ZipCache (kvtierd's protocol takes
+ * no scores). */
+int llm_kvstore_wants_scores(const struct llm_kvstore *s);
+
+/* kvt_cache_append_scored (scores: n floats, may be NULL); a cache that does
+ * not want scores gets llm_kvstore_append. */
+int llm_kvstore_append_scored(struct llm_kvstore *s, uint32_t layer, uint32_t n,
+			      const void *k, const void *v, const float *scores);
+
 /* kvt_cache_read_block / kvt_client_cache_read_block. */
 int llm_kvstore_read_block(struct llm_kvstore *s, uint32_t layer, uint64_t block,
 			   void *dst, size_t len, uint32_t *n_tokens);

@@ -248,9 +248,11 @@ struct att_job {
 	float *out;             /* [T][n_embd] */
 	uint32_t T, tiles;
 	float *scores;          /* per worker: view.n + T */
+	float *colsum;          /* per worker: view.n + T, when view.att_sum */
 };
 
-static void att_one(const struct att_job *j, uint32_t h, uint32_t t, float *s)
+static void att_one(const struct att_job *j, uint32_t h, uint32_t t, float *s,
+		    float *cs)
 {
 	const struct llm_config *c = j->c;
 	uint32_t hd = c->head_dim, g = h / (c->n_head / c->n_kv_head);
@@ -274,28 +276,32 @@ static void att_one(const struct att_job *j, uint32_t h, uint32_t t, float *s)
 		llm_axpy(o, s[i] * inv, cv + (size_t)i * hd, hd);
 	for (uint32_t i = 0; i <= t; i++)
 		llm_axpy(o, s[n + i] * inv, j->v + (size_t)i * kvd + (size_t)g * hd, hd);
+	for (uint32_t i = 0; cs && i < n + t + 1; i++)
+		cs[i] += s[i] * inv;
 }
 
 static void att_task(void *arg, uint32_t task, uint32_t worker)
 {
 	struct att_job *j = arg;
 	uint32_t h = task / j->tiles, t0 = (task % j->tiles) * ATT_TILE;
-	float *s = j->scores + (size_t)worker * (j->view.n + j->T);
+	size_t w = (size_t)worker * (j->view.n + j->T);
+	float *s = j->scores + w, *cs = j->colsum ? j->colsum + w : NULL;
 	for (uint32_t t = t0; t < t0 + ATT_TILE && t < j->T; t++)
-		att_one(j, h, t, s);
+		att_one(j, h, t, s, cs);
 }
 
 /* ---------------------------------------------------------------- forward */
 
 struct fwd_buf {
-	float *x, *h, *q, *k, *v, *att, *gate, *up, *scratch, *scores;
-	uint32_t scratch_n, scores_n;
+	float *x, *h, *q, *k, *v, *att, *gate, *up, *scratch, *scores, *colsum;
+	uint32_t scratch_n, scores_n, colsum_n;
 };
 
 static void free_buf(struct fwd_buf *b)
 {
 	free(b->x); free(b->h); free(b->q); free(b->k); free(b->v);
 	free(b->att); free(b->gate); free(b->up); free(b->scratch); free(b->scores);
+	free(b->colsum);
 }
 
 static int alloc_buf(const struct llm_config *c, uint32_t T, uint32_t workers,
@@ -321,24 +327,39 @@ static int alloc_buf(const struct llm_config *c, uint32_t T, uint32_t workers,
 	return 0;
 }
 
+/* Makes *buf hold at least need floats (contents lost). */
+static int grow(float **buf, uint32_t *cap, uint32_t need)
+{
+	if (need <= *cap)
+		return 0;
+	free(*buf);
+	*buf = malloc((size_t)need * sizeof(float));
+	*cap = *buf ? need : 0;
+	return *buf ? 0 : -ENOMEM;
+}
+
 static int attention(struct llm_model *m, struct llm_pool *pool, uint32_t l,
 		     uint32_t T, const struct llm_hooks *hk, struct fwd_buf *b)
 {
 	struct att_job j = {&m->cfg, {0}, b->q, b->k, b->v, b->att, T,
-			    (T + ATT_TILE - 1) / ATT_TILE, NULL};
+			    (T + ATT_TILE - 1) / ATT_TILE, NULL, NULL};
 	int rc = hk->context(hk->arg, l, &j.view);
 	if (rc)
 		return rc;
 	uint32_t need = (j.view.n + T) * llm_pool_size(pool);
-	if (need > b->scores_n) {
-		free(b->scores);
-		b->scores = malloc((size_t)need * sizeof(float));
-		b->scores_n = b->scores ? need : 0;
-		if (!b->scores)
-			return -ENOMEM;
-	}
+	if ((rc = grow(&b->scores, &b->scores_n, need)) != 0)
+		return rc;
 	j.scores = b->scores;
+	if (j.view.att_sum && (rc = grow(&b->colsum, &b->colsum_n, need)) == 0) {
+		memset(b->colsum, 0, (size_t)need * sizeof(float));
+		j.colsum = b->colsum;
+	}
+	if (rc)
+		return rc;
 	llm_pool_run(pool, att_task, &j, m->cfg.n_head * j.tiles);
+	for (uint32_t w = 0; j.colsum && w < llm_pool_size(pool); w++)
+		for (uint32_t i = 0; i < j.view.n + T; i++)
+			j.view.att_sum[i] += j.colsum[(size_t)w * (j.view.n + T) + i];
 	return 0;
 }
 

@@ -53,6 +53,11 @@ const struct llm_config *llm_model_config(const struct llm_model *m);
 struct llm_ctx_view {
 	uint32_t n, stride;
 	const float *k, *v;
+	/* Optional (NULL: none): n + T floats to which the layer adds, per
+	 * context token then per new token, the attention probabilities it
+	 * receives summed over every query head and new token (column sums of
+	 * the softmax; ZipCache's saliency numerator). Left for the caller. */
+	float *att_sum;
 };
 
 struct llm_hooks {

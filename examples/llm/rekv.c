@@ -21,11 +21,22 @@ struct llm_rekv {
 	/* retrieval metadata: key sums [layer][block][kv_head][dim] */
 	float *ksum;
 	uint16_t *hk, *hv; /* f16 staging of one chunk for the store */
+	/* Saliency for ZipCache stores (cfg.saliency): those get each token
+	 * late, when it leaves the window (or at llm_rekv_flush), with its
+	 * score: attention received / (queries that saw it * n_head). */
+	uint8_t *held;     /* per store: 1 = appended late with scores */
+	uint32_t n_held;
+	uint32_t *sent;    /* per layer: tokens appended to the held stores */
+	float *sal;        /* [layer][max_tokens] attention received */
+	uint32_t *sal_n;   /* [layer][max_tokens] queries that saw the token */
+	float *att;        /* [wcap] the model's column sums of one layer */
+	float *gs;         /* [wcap] scores staging */
+	uint16_t *gk, *gv; /* [kv_head][wcap][dim] f16 staging */
 };
 
 void llm_rekv_config_init(struct llm_rekv_config *cfg)
 {
-	*cfg = (struct llm_rekv_config){128, 1024, 32, 32, 0, 0};
+	*cfg = (struct llm_rekv_config){128, 1024, 32, 32, 0, 0, 1};
 }
 
 /* Undoes RoPE on one head vector at position pos (see model.h). */
@@ -58,6 +69,28 @@ static int alloc_rest(struct llm_rekv *r)
 	return r->ksum && r->hk && r->hv ? 0 : -ENOMEM;
 }
 
+static int alloc_saliency(struct llm_rekv *r)
+{
+	size_t kvd = (size_t)r->c.n_kv_head * r->c.head_dim;
+	size_t per = (size_t)r->c.n_layers * r->max_tokens;
+	r->held = calloc(r->n_stores ? r->n_stores : 1, 1);
+	if (!r->held)
+		return -ENOMEM;
+	for (uint32_t s = 0; s < r->n_stores && r->cfg.saliency; s++)
+		r->n_held += r->held[s] = (uint8_t)llm_kvstore_wants_scores(r->stores[s]);
+	if (!r->n_held)
+		return 0;
+	r->sent = calloc(r->c.n_layers, sizeof(uint32_t));
+	r->sal = calloc(per, sizeof(float));
+	r->sal_n = calloc(per, sizeof(uint32_t));
+	r->att = malloc(r->wcap * sizeof(float));
+	r->gs = malloc(r->wcap * sizeof(float));
+	r->gk = malloc(r->wcap * kvd * 2);
+	r->gv = malloc(r->wcap * kvd * 2);
+	return r->sent && r->sal && r->sal_n && r->att && r->gs && r->gk && r->gv
+		       ? 0 : -ENOMEM;
+}
+
 int llm_rekv_create(struct llm_model *m, struct llm_pool *pool,
 		    const struct llm_rekv_config *cfg, struct llm_kvstore **stores,
 		    uint32_t n_stores, uint32_t max_tokens, struct llm_rekv **out)
@@ -87,6 +120,8 @@ int llm_rekv_create(struct llm_model *m, struct llm_pool *pool,
 	int rc = alloc_windows(r);
 	if (rc == 0)
 		rc = alloc_rest(r);
+	if (rc == 0)
+		rc = alloc_saliency(r);
 	if (rc) {
 		llm_rekv_free(r);
 		return rc;
@@ -110,6 +145,14 @@ void llm_rekv_free(struct llm_rekv *r)
 	free(r->ksum);
 	free(r->hk);
 	free(r->hv);
+	free(r->held);
+	free(r->sent);
+	free(r->sal);
+	free(r->sal_n);
+	free(r->att);
+	free(r->gs);
+	free(r->gk);
+	free(r->gv);
 	free(r);
 }
 
@@ -146,14 +189,125 @@ static int window_context(void *arg, uint32_t layer, struct llm_ctx_view *view)
 {
 	struct llm_rekv *r = arg;
 	move_sink(r, layer);
-	*view = (struct llm_ctx_view){r->wlen[layer], r->wcap, r->wk[layer], r->wv[layer]};
+	*view = (struct llm_ctx_view){r->wlen[layer], r->wcap, r->wk[layer], r->wv[layer], NULL};
+	return 0;
+}
+
+static int prefill_context(void *arg, uint32_t layer, struct llm_ctx_view *view)
+{
+	struct llm_rekv *r = arg;
+	int rc = window_context(r, layer, view);
+	if (rc == 0 && r->n_held) {
+		memset(r->att, 0, r->wcap * sizeof(float));
+		view->att_sum = r->att;
+	}
+	return rc;
+}
+
+/* Document position of window slot i when the window holds n tokens, the
+ * last at position end - 1 (the sink first, then consecutive tokens). */
+static uint32_t slot_pos(const struct llm_rekv *r, uint32_t i, uint32_t n, uint32_t end)
+{
+	return i < r->cfg.sink ? i : end - n + i;
+}
+
+/* Adds layer l's column sums (r->att, window of n then T new tokens) to the
+ * tokens' saliency: every window token was seen by T queries, new token i
+ * by T - i. */
+static void saliency_add(struct llm_rekv *r, uint32_t l, uint32_t T)
+{
+	uint32_t n = r->wlen[l];
+	float *sal = r->sal + (size_t)l * r->max_tokens;
+	uint32_t *cnt = r->sal_n + (size_t)l * r->max_tokens;
+	for (uint32_t i = 0; i < n + T; i++) {
+		uint32_t p = slot_pos(r, i, n + T, r->n + T);
+		sal[p] += r->att[i] / (float)r->c.n_head;
+		cnt[p] += i < n ? T : T - (i - n);
+	}
+}
+
+/* Window slot i of layer l to f16 staging slot c ([head][wcap][dim]); sink
+ * keys moved by move_sink are rotated back to their positions. */
+static void stage_slot(struct llm_rekv *r, uint32_t l, uint32_t i, uint32_t c)
+{
+	uint32_t hd = r->c.head_dim;
+	float tmp[KVT_MAX_HEAD_DIM];
+	for (uint32_t h = 0; h < r->c.n_kv_head; h++) {
+		size_t src = ((size_t)h * r->wcap + i) * hd, dst = ((size_t)h * r->wcap + c) * hd;
+		memcpy(tmp, r->wk[l] + src, hd * sizeof(float));
+		if (i < r->cfg.sink && r->sink_pos[l])
+			llm_rope_shift(&r->c, tmp, -r->sink_pos[l]);
+		for (uint32_t d = 0; d < hd; d++) {
+			r->gk[dst + d] = llm_f32_to_f16(tmp[d]);
+			r->gv[dst + d] = llm_f32_to_f16(r->wv[l][src + d]);
+		}
+	}
+}
+
+/* Appends the tokens [sent[l], upto) of layer l, all in the window (n
+ * tokens, the last at position end - 1), to the held stores with their
+ * scores. */
+static int held_send(struct llm_rekv *r, uint32_t l, uint32_t n, uint32_t end,
+		     uint32_t upto)
+{
+	uint32_t hd = r->c.head_dim, H = r->c.n_kv_head, c = 0, from = r->sent[l];
+	if (upto <= from)
+		return 0;
+	const float *sal = r->sal + (size_t)l * r->max_tokens;
+	const uint32_t *cnt = r->sal_n + (size_t)l * r->max_tokens;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t p = slot_pos(r, i, n, end);
+		if (p < from || p >= upto)
+			continue;
+		if (p != from + c)
+			return -EINVAL; /* not in the window: a bug */
+		r->gs[c] = cnt[p] ? sal[p] / (float)cnt[p] : 0.0f;
+		stage_slot(r, l, i, c++);
+	}
+	if (c != upto - from)
+		return -EINVAL;
+	/* the store wants [head][c][dim]: close the gaps of the wcap stride */
+	for (uint32_t h = 1; h < H; h++) {
+		memmove(r->gk + (size_t)h * c * hd, r->gk + (size_t)h * r->wcap * hd, c * hd * 2);
+		memmove(r->gv + (size_t)h * c * hd, r->gv + (size_t)h * r->wcap * hd, c * hd * 2);
+	}
+	for (uint32_t s = 0; s < r->n_stores; s++) {
+		int rc = r->held[s] ? llm_kvstore_append_scored(r->stores[s], l, c, r->gk,
+								 r->gv, r->gs) : 0;
+		if (rc)
+			return rc;
+	}
+	r->sent[l] = upto;
+	return 0;
+}
+
+int llm_rekv_saliency(const struct llm_rekv *r, uint32_t layer, float *out)
+{
+	if (!r->n_held)
+		return -ENOTSUP;
+	if (layer >= r->c.n_layers || !out)
+		return -EINVAL;
+	const float *sal = r->sal + (size_t)layer * r->max_tokens;
+	const uint32_t *cnt = r->sal_n + (size_t)layer * r->max_tokens;
+	for (uint32_t t = 0; t < r->n; t++)
+		out[t] = cnt[t] ? sal[t] / (float)cnt[t] : 0.0f;
+	return 0;
+}
+
+int llm_rekv_flush(struct llm_rekv *r)
+{
+	for (uint32_t l = 0; r->n_held && l < r->c.n_layers; l++) {
+		int rc = held_send(r, l, r->wlen[l], r->n, r->n);
+		if (rc)
+			return rc;
+	}
 	return 0;
 }
 
 /* Appends T tokens to layer l's window and drops the oldest non-sink ones
- * beyond the window. */
-static void window_push(struct llm_rekv *r, uint32_t l, uint32_t T,
-			const float *k, const float *v)
+ * beyond the window (sent to the held stores first). */
+static int window_push(struct llm_rekv *r, uint32_t l, uint32_t T,
+		       const float *k, const float *v)
 {
 	uint32_t hd = r->c.head_dim, H = r->c.n_kv_head, n = r->wlen[l];
 	for (uint32_t t = 0; t < T; t++)
@@ -166,6 +320,9 @@ static void window_push(struct llm_rekv *r, uint32_t l, uint32_t T,
 	uint32_t keep = r->cfg.sink + r->cfg.window;
 	if (n > keep) {
 		uint32_t drop = n - keep, s = r->cfg.sink;
+		int rc = r->n_held ? held_send(r, l, n, r->n + T, r->n + T - n + s + drop) : 0;
+		if (rc)
+			return rc;
 		for (uint32_t h = 0; h < H; h++) {
 			float *bk = r->wk[l] + (size_t)h * r->wcap * hd;
 			float *bv = r->wv[l] + (size_t)h * r->wcap * hd;
@@ -177,6 +334,7 @@ static void window_push(struct llm_rekv *r, uint32_t l, uint32_t T,
 		n = keep;
 	}
 	r->wlen[l] = n;
+	return 0;
 }
 
 static void add_key_sums(struct llm_rekv *r, uint32_t l, uint32_t T, const float *k)
@@ -217,13 +375,14 @@ static int prefill_emit(void *arg, uint32_t l, uint32_t T, const float *q,
 	to_store_layout(r, T, k, r->hk);
 	to_store_layout(r, T, v, r->hv);
 	for (uint32_t s = 0; s < r->n_stores; s++) {
-		int rc = llm_kvstore_append(r->stores[s], l, T, r->hk, r->hv);
+		int rc = r->held[s] ? 0 : llm_kvstore_append(r->stores[s], l, T, r->hk, r->hv);
 		if (rc)
 			return rc;
 	}
 	add_key_sums(r, l, T, k);
-	window_push(r, l, T, k, v);
-	return 0;
+	if (r->n_held)
+		saliency_add(r, l, T);
+	return window_push(r, l, T, k, v);
 }
 
 int llm_rekv_prefill(struct llm_rekv *r, const int32_t *ids, uint32_t n,
@@ -231,7 +390,7 @@ int llm_rekv_prefill(struct llm_rekv *r, const int32_t *ids, uint32_t n,
 {
 	if (r->n + n > r->max_tokens)
 		return -EINVAL;
-	struct llm_hooks hk = {window_context, prefill_emit, r};
+	struct llm_hooks hk = {prefill_context, prefill_emit, r};
 	for (uint32_t done = 0; done < n;) {
 		uint32_t T = n - done < r->cfg.chunk ? n - done : r->cfg.chunk;
 		int rc = llm_forward(r->m, r->pool, ids + done, T, r->n, &hk, NULL, 0);
@@ -284,6 +443,9 @@ int llm_rekv_probe(struct llm_rekv *r, const int32_t *q, uint32_t nq,
 {
 	const struct llm_config *c = &r->c;
 	struct llm_query x = {c->n_layers, nq, NULL, NULL};
+	int frc = llm_rekv_flush(r); /* the held stores get the rest */
+	if (frc)
+		return frc;
 	x.mean = calloc((size_t)c->n_layers * c->n_kv_head * c->head_dim, sizeof(float));
 	x.all = malloc((size_t)c->n_layers * c->n_head * nq * c->head_dim * sizeof(float));
 	if (!x.mean || !x.all) {
@@ -525,6 +687,9 @@ int llm_rekv_load(struct llm_rekv *r, uint32_t store, const struct llm_selection
 {
 	struct llm_kvstore *s = r->stores[store];
 	size_t bb = kvt_block_bytes(&llm_kvstore_config(s)->shape);
+	int frc = llm_rekv_flush(r);
+	if (frc)
+		return frc;
 	uint16_t *blk = malloc(bb);
 	if (!blk)
 		return -ENOMEM;

@@ -40,6 +40,15 @@ struct llm_rekv_config {
 	                    only); 0 (default): post-RoPE, as attention sees them,
 	                    which covered more of the true attention mass in
 	                    bench_llm_qa (0.73 vs 0.61 at a 10% budget) */
+	int saliency;    /* 1 (default): in-process ZipCache caches get ZipCache's
+	                    saliency per token and layer (kvt_cache_append_scored):
+	                    the prefill attention it received, summed over the
+	                    chunks whose window holds it and averaged over query
+	                    heads and the queries that saw it. Such a cache gets
+	                    a token only when the score is final, when it leaves
+	                    the window (the sink with the window's first drop), or
+	                    at llm_rekv_flush with the scores so far. 0: none
+	                    (every token low-bit). Other caches are unaffected. */
 };
 
 void llm_rekv_config_init(struct llm_rekv_config *cfg);
@@ -64,6 +73,16 @@ typedef void (*llm_progress_fn)(void *arg, uint32_t done, uint32_t total);
  * e.g. KVT_ENOSPACE). progress may be NULL. */
 int llm_rekv_prefill(struct llm_rekv *r, const int32_t *ids, uint32_t n,
 		     llm_progress_fn progress, void *arg);
+
+/* Appends what the ZipCache caches still lack (tokens of the window, see
+ * llm_rekv_config.saliency) with their scores so far; probe and load do it
+ * themselves. Later prefill continues from there. Errors: the store's. */
+int llm_rekv_flush(struct llm_rekv *r);
+
+/* The saliency scores so far of layer `layer`'s llm_rekv_tokens() tokens
+ * into out (what a token leaving the window is stored with). -ENOTSUP when
+ * no cache takes scores, -EINVAL for a bad layer. */
+int llm_rekv_saliency(const struct llm_rekv *r, uint32_t layer, float *out);
 
 uint32_t llm_rekv_tokens(const struct llm_rekv *r);
 uint32_t llm_rekv_blocks(const struct llm_rekv *r);
