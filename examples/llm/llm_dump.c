@@ -7,7 +7,12 @@
  * keys and values [kv_heads][N][head_dim] and queries [heads][N][head_dim]
  * are written as float32 to DIR/L<layer>_{k,v,q}.npy.
  *
- *   llm_dump [--tokens N] [--layers 0,15,29] --out DIR
+ * With --store SDIR, every layer's keys and values of the first N - E
+ * tokens also go (fp16, raw) into cache NAME of a kvtier store at SDIR,
+ * and the queries of the last E tokens of every layer into
+ * DIR/retrieve_q.npy [layers][heads][E][head_dim], for `kvtier retrieve`.
+ *
+ *   llm_dump [--tokens N] [--layers 0,15,29] --out DIR [--store SDIR]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,15 +21,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "half.h"
 #include "kvbuf.h"
+#include "kvtier/kvtier.h"
 #include "npy.h"
 #include "qa.h"
 
 #define DUMP_MAX_LAYERS 64
 
 struct opts {
-	const char *model, *faq, *out;
-	uint32_t tokens, chunk, threads;
+	const char *model, *faq, *out, *store, *name;
+	uint32_t tokens, chunk, threads, eval;
 	uint32_t layers[DUMP_MAX_LAYERS];
 	uint32_t n_layers;
 };
@@ -45,7 +52,13 @@ static void usage(FILE *f)
 		"                    scripts/fetch_model.sh downloads it)\n"
 		"  --faq PATH        FAQ text (default " LLM_FAQ_PATH ")\n"
 		"  --chunk N         prefill chunk (default 256)\n"
-		"  --threads T       worker threads (default: online CPUs)\n");
+		"  --threads T       worker threads (default: online CPUs)\n"
+		"  --store SDIR      also store K/V of the first N-E tokens of every layer\n"
+		"                    (fp16, raw) as a cache in the kvtier store at SDIR and\n"
+		"                    write the last E tokens' queries of every layer to\n"
+		"                    DIR/retrieve_q.npy [layers][heads][E][head_dim]\n"
+		"  --name NAME       --store: cache name (default faq; replaced if present)\n"
+		"  --eval E          --store: held-out query tokens (default 64)\n");
 }
 
 static int parse_layers(const char *s, struct opts *o)
@@ -80,10 +93,11 @@ static int parse(int argc, char **argv, struct opts *o)
 	static const struct option lo[] = {
 		{"model", 1, 0, 'm'}, {"faq", 1, 0, 'f'}, {"out", 1, 0, 'o'},
 		{"layers", 1, 0, 'l'}, {"tokens", 1, 0, 'n'}, {"chunk", 1, 0, 'c'},
-		{"threads", 1, 0, 't'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
+		{"threads", 1, 0, 't'}, {"store", 1, 0, 's'}, {"name", 1, 0, 'N'},
+		{"eval", 1, 0, 'E'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
 	};
 	*o = (struct opts){".model/SmolLM2-135M-Instruct.Q4_1.gguf", LLM_FAQ_PATH, NULL,
-			   2048, 256, 0, {0, 15, 29}, 3};
+			   NULL, "faq", 2048, 256, 0, 64, {0, 15, 29}, 3};
 	int c, bad = 0;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -94,11 +108,15 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'n': bad |= parse_u32(optarg, &o->tokens); break;
 		case 'c': bad |= parse_u32(optarg, &o->chunk); break;
 		case 't': bad |= parse_u32(optarg, &o->threads); break;
+		case 's': o->store = optarg; break;
+		case 'N': o->name = optarg; break;
+		case 'E': bad |= parse_u32(optarg, &o->eval); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
 	}
-	if (bad || optind != argc || !o->out || !o->tokens || !o->chunk) {
+	if (bad || optind != argc || !o->out || !o->tokens || !o->chunk ||
+	    (o->store && (!o->eval || o->eval >= o->tokens))) {
 		fprintf(stderr, "llm_dump: %s\n",
 			!o->out ? "--out DIR is required" : "bad arguments (see --help)");
 		return -1;
@@ -114,6 +132,7 @@ struct dump {
 	struct llm_hooks kb;  /* the kvbuf's own hooks */
 	float **q;            /* per model layer: [heads][tokens][hd] or NULL */
 	uint32_t *qlen;
+	float *qlast;         /* --store: [layers][heads][eval][hd] */
 };
 
 static int dump_context(void *arg, uint32_t layer, struct llm_ctx_view *view)
@@ -126,17 +145,22 @@ static int dump_emit(void *arg, uint32_t layer, uint32_t T, const float *q,
 		     const float *k, const float *v)
 {
 	struct dump *d = arg;
+	uint32_t H = d->cfg->n_head, hd = d->cfg->head_dim, n = d->qlen[layer];
+	uint32_t E = d->o.eval, t0 = d->o.tokens - E;
+	for (uint32_t t = 0; d->qlast && t < T; t++)
+		for (uint32_t h = 0; n + t >= t0 && n + t < d->o.tokens && h < H; h++)
+			memcpy(d->qlast + (((size_t)layer * H + h) * E + n + t - t0) * hd,
+			       q + ((size_t)t * H + h) * hd, hd * sizeof(float));
+	d->qlen[layer] = n + T;
 	int rc = d->kb.emit(d->kb.arg, layer, T, q, k, v);
 	if (rc || !d->q[layer])
 		return rc;
-	uint32_t H = d->cfg->n_head, hd = d->cfg->head_dim, n = d->qlen[layer];
 	if (n + T > d->o.tokens)
 		return -ENOSPC;
 	for (uint32_t t = 0; t < T; t++)
 		for (uint32_t h = 0; h < H; h++)
 			memcpy(d->q[layer] + ((size_t)h * d->o.tokens + n + t) * hd,
 			       q + ((size_t)t * H + h) * hd, hd * sizeof(float));
-	d->qlen[layer] = n + T;
 	return 0;
 }
 
@@ -161,6 +185,74 @@ static int write_layer(struct dump *d, struct llm_kvbuf *b, uint32_t l)
 		       (unsigned long long)shape[1], (unsigned long long)shape[2]);
 	}
 	return 0;
+}
+
+/* Layer l's first n tokens (kvbuf layout, stride cap) as fp16 [H][n][hd]. */
+static void to_f16(const float *src, uint32_t H, uint32_t cap, uint32_t n, uint32_t hd,
+		   uint16_t *dst)
+{
+	for (uint32_t h = 0; h < H; h++)
+		for (size_t i = 0; i < (size_t)n * hd; i++)
+			dst[(size_t)h * n * hd + i] = kvt_f32_to_f16(src[(size_t)h * cap * hd + i]);
+}
+
+static int store_layers(struct kvt_cache *c, struct dump *d, struct llm_kvbuf *b,
+			uint32_t n)
+{
+	uint32_t H = d->cfg->n_kv_head, hd = d->cfg->head_dim;
+	uint16_t *k16 = malloc((size_t)H * n * hd * 2), *v16 = malloc((size_t)H * n * hd * 2);
+	int rc = k16 && v16 ? 0 : -ENOMEM;
+	for (uint32_t l = 0; rc == 0 && l < d->cfg->n_layers; l++) {
+		float *k, *v;
+		uint32_t cap;
+		llm_kvbuf_layer(b, l, &k, &v, &cap);
+		to_f16(k, H, cap, n, hd, k16);
+		to_f16(v, H, cap, n, hd, v16);
+		rc = kvt_cache_append(c, l, n, k16, v16);
+	}
+	free(k16);
+	free(v16);
+	return rc;
+}
+
+/* --store: the cache of the first N - E tokens, and the held-out queries. */
+static int write_store(struct dump *d, struct llm_kvbuf *b)
+{
+	struct kvt_store_config sc;
+	kvt_store_config_init(&sc);
+	sc.data_dir = d->o.store;
+	struct kvt_cache_config cc;
+	kvt_cache_config_init(&cc);
+	cc.shape = (struct kvt_shape){d->cfg->n_layers, d->cfg->n_kv_head, d->cfg->head_dim,
+				      16, KVT_DTYPE_F16};
+	struct kvt_store *s = NULL;
+	struct kvt_cache *c = NULL;
+	uint32_t n = d->o.tokens - d->o.eval;
+	int rc = kvt_store_open(&sc, &s);
+	if (rc == 0) {
+		kvt_cache_drop(s, d->o.name); /* KVT_ENOTFOUND when new */
+		rc = kvt_cache_create(s, d->o.name, &cc, &c);
+	}
+	if (rc == 0)
+		rc = store_layers(c, d, b, n);
+	kvt_cache_close(c);
+	kvt_store_close(s);
+	if (rc) {
+		fprintf(stderr, "llm_dump: store %s: %s\n", d->o.store, kvt_strerror(rc));
+		return rc;
+	}
+	printf("stored cache %s in %s: %u layers x %u tokens\n", d->o.name, d->o.store,
+	       d->cfg->n_layers, n);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/retrieve_q.npy", d->o.out);
+	uint64_t shape[4] = {d->cfg->n_layers, d->cfg->n_head, d->o.eval, d->cfg->head_dim};
+	rc = kvt_npy_write(path, KVT_DTYPE_F32, 4, shape, d->qlast);
+	if (rc)
+		fprintf(stderr, "llm_dump: %s: %s\n", path, strerror(-rc));
+	else
+		printf("wrote %s [%u][%u][%u][%u]\n", path, d->cfg->n_layers, d->cfg->n_head,
+		       d->o.eval, d->cfg->head_dim);
+	return rc;
 }
 
 static int prefill(struct dump *d, struct llm_model *m, struct llm_pool *pool,
@@ -215,6 +307,9 @@ static int run(struct dump *d, struct llm_model *m, struct llm_pool *pool,
 	for (uint32_t i = 0; rc == 0 && i < d->o.n_layers; i++)
 		if (!d->q[d->o.layers[i]] && !(d->q[d->o.layers[i]] = malloc(qn * sizeof(float))))
 			rc = -ENOMEM;
+	size_t ql = (size_t)d->cfg->n_layers * d->cfg->n_head * d->o.eval * d->cfg->head_dim;
+	if (rc == 0 && d->o.store && !(d->qlast = malloc(ql * sizeof(float))))
+		rc = -ENOMEM;
 	struct llm_kvbuf *b = NULL;
 	if (rc == 0)
 		rc = llm_kvbuf_create(d->cfg, d->o.tokens, &b);
@@ -222,11 +317,14 @@ static int run(struct dump *d, struct llm_model *m, struct llm_pool *pool,
 		rc = prefill(d, m, pool, doc->ids, b);
 	for (uint32_t i = 0; rc == 0 && i < d->o.n_layers; i++)
 		rc = write_layer(d, b, d->o.layers[i]);
+	if (rc == 0 && d->o.store)
+		rc = write_store(d, b);
 	llm_kvbuf_free(b);
 	for (uint32_t l = 0; d->q && l < d->cfg->n_layers; l++)
 		free(d->q[l]);
 	free(d->q);
 	free(d->qlen);
+	free(d->qlast);
 	return rc;
 }
 
