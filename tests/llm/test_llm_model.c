@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "kvbuf.h"
-#include "model_fixture.h"
+#include "model_set.h"
 #include "tokenizer.h"
 
 /* Tolerances on log-probabilities (see the top of the file): tokens the
@@ -106,12 +106,7 @@ static void parse_line(char *line)
 
 static void setup(void)
 {
-	char path[4096], err[512] = "";
-	fetch_model(path, sizeof(path));
-	cr_assert_eq(llm_gguf_open(path, &g, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(llm_model_load(g, &model, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(llm_tok_load(g, &tok, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(llm_pool_create(0, &pool), 0);
+	load_model_set(&g, &model, &tok, &pool);
 	FILE *f = fopen(KVT_SOURCE_DIR "/tests/llm/fixtures/smollm2_ref.txt", "r");
 	cr_assert_not_null(f, "fixture tests/llm/fixtures/smollm2_ref.txt missing");
 	static char line[1 << 16];
@@ -124,10 +119,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	llm_pool_free(pool);
-	llm_tok_free(tok);
-	llm_model_free(model);
-	llm_gguf_close(g);
+	free_model_set(g, model, tok, pool);
 }
 
 TestSuite(llm_model, .init = setup, .fini = teardown, .timeout = 300);

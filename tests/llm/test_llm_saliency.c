@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_fixture.h"
+#include "model_set.h"
 #include "qa.h"
 
 static struct llm_gguf *g;
@@ -24,12 +24,8 @@ static struct llm_faq faq;
 
 static void setup(void)
 {
-	char path[4096], err[512] = "";
-	fetch_model(path, sizeof(path));
-	cr_assert_eq(llm_gguf_open(path, &g, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(llm_model_load(g, &model, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(llm_tok_load(g, &tok, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(llm_pool_create(0, &pool), 0);
+	char err[512] = "";
+	load_model_set(&g, &model, &tok, &pool);
 	cr_assert_eq(llm_faq_load(LLM_FAQ_PATH, &faq, err, sizeof(err)), 0,
 		     "%s (scripts/setup.sh installs debian-faq)", err);
 }
@@ -37,10 +33,7 @@ static void setup(void)
 static void teardown(void)
 {
 	llm_faq_free(&faq);
-	llm_pool_free(pool);
-	llm_tok_free(tok);
-	llm_model_free(model);
-	llm_gguf_close(g);
+	free_model_set(g, model, tok, pool);
 }
 
 TestSuite(llm_saliency, .init = setup, .fini = teardown, .timeout = 300);
