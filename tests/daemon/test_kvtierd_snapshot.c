@@ -12,43 +12,12 @@
 
 #include "daemon_test.h"
 #include "kvtier/snapshot.h"
+#include "kvtierd_proc.h"
 
 static const struct kvt_shape shape = {2, 2, 64, 16, KVT_DTYPE_F16};
 #define TOKENS 1500u /* 93 full blocks and a partial one per layer */
 
 static char sock[108], dir[160], files[200];
-
-static pid_t start_daemon(void)
-{
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 2);
-		execl(KVTIERD_PATH, KVTIERD_PATH, "--foreground", "--socket", sock,
-		      "--data-dir", dir, "--host-bytes", "64M", (char *)NULL);
-		_exit(127);
-	}
-	return pid;
-}
-
-static struct kvt_client *connect_retry(void)
-{
-	struct kvt_client *cl = NULL;
-	for (int i = 0; i < 5000; i++, usleep(1000))
-		if (!kvt_client_connect(sock, &cl))
-			return cl;
-	cr_assert_fail("kvtierd did not come up");
-	return NULL;
-}
-
-static void stop_daemon(pid_t pid)
-{
-	int st;
-	cr_assert_eq(kill(pid, SIGTERM), 0);
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
-}
 
 static void fill(struct kvt_client *cl, const char *name)
 {
@@ -125,8 +94,8 @@ static void setup(void)
 Test(kvtierd_snapshot, save_load_through_the_daemon, .init = setup, .timeout = 120)
 {
 	char path[300], rel[300];
-	pid_t pid = start_daemon();
-	struct kvt_client *cl = connect_retry();
+	pid_t pid = kvtierd_start(sock, dir);
+	struct kvt_client *cl = kvtierd_connect(sock);
 	fill(cl, "doc");
 	snprintf(path, sizeof path, "%s/doc.kvs", files);
 
@@ -156,22 +125,22 @@ Test(kvtierd_snapshot, save_load_through_the_daemon, .init = setup, .timeout = 1
 	cr_assert_eq(kvt_client_snapshot_load(cl, "./rel.kvs", "copy2", NULL, NULL), 0);
 	check(cl, "copy2");
 	kvt_client_close(cl);
-	stop_daemon(pid);
+	kvtierd_stop(pid);
 
-	pid = start_daemon(); /* loaded caches are durable */
-	cl = connect_retry();
+	pid = kvtierd_start(sock, dir); /* loaded caches are durable */
+	cl = kvtierd_connect(sock);
 	check(cl, "copy");
 	check(cl, "copy2");
 	kvt_client_close(cl);
-	stop_daemon(pid);
+	kvtierd_stop(pid);
 }
 
 Test(kvtierd_snapshot, errors_leave_the_store_as_it_was, .init = setup,
      .timeout = 120)
 {
 	char path[300], bad[300], missing[300];
-	pid_t pid = start_daemon();
-	struct kvt_client *cl = connect_retry();
+	pid_t pid = kvtierd_start(sock, dir);
+	struct kvt_client *cl = kvtierd_connect(sock);
 	fill(cl, "doc");
 	snprintf(path, sizeof path, "%s/doc.kvs", files);
 	snprintf(bad, sizeof bad, "%s/bad.kvs", files);
@@ -204,7 +173,7 @@ Test(kvtierd_snapshot, errors_leave_the_store_as_it_was, .init = setup,
 	cr_assert_eq(s.n_caches, before, "a hidden cache stayed");
 	check(cl, "doc");
 	kvt_client_close(cl);
-	stop_daemon(pid);
+	kvtierd_stop(pid);
 }
 
 /* Child: as uid 65534, asks for a save and a load; 0 when both are
@@ -240,7 +209,7 @@ Test(kvtierd_snapshot, other_uids_may_not_make_the_daemon_touch_files,
 		      "--data-dir", dir, "--allow-uid", "65534", (char *)NULL);
 		_exit(127);
 	}
-	struct kvt_client *cl = connect_retry();
+	struct kvt_client *cl = kvtierd_connect(sock);
 	fill(cl, "doc");
 	cr_assert_eq(chmod(sock, 0666), 0);
 	pid_t child = fork();
@@ -252,6 +221,6 @@ Test(kvtierd_snapshot, other_uids_may_not_make_the_daemon_touch_files,
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
 	cr_assert_eq(access("/tmp/kvt-nobody.kvs", F_OK), -1);
 	kvt_client_close(cl);
-	stop_daemon(pid);
+	kvtierd_stop(pid);
 	unlink(sock);
 }

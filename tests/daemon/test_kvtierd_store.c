@@ -10,43 +10,12 @@
 #include <sys/wait.h>
 
 #include "daemon_test.h"
+#include "kvtierd_proc.h"
 
 static const struct kvt_shape shape = {2, 2, 64, 16, KVT_DTYPE_F16};
 #define TOKENS 150u /* 9 full blocks and a partial one per layer */
 
 static char sock[108], dir[160];
-
-static pid_t start_daemon(void)
-{
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 2);
-		execl(KVTIERD_PATH, KVTIERD_PATH, "--foreground", "--socket", sock,
-		      "--data-dir", dir, "--host-bytes", "64M", (char *)NULL);
-		_exit(127);
-	}
-	return pid;
-}
-
-static struct kvt_client *connect_retry(void)
-{
-	struct kvt_client *cl = NULL;
-	for (int i = 0; i < 5000; i++, usleep(1000))
-		if (!kvt_client_connect(sock, &cl))
-			return cl;
-	cr_assert_fail("kvtierd did not come up");
-	return NULL;
-}
-
-static void stop_daemon(pid_t pid)
-{
-	int st;
-	cr_assert_eq(kill(pid, SIGTERM), 0);
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
-}
 
 static void check_all(struct kvt_client_cache *c)
 {
@@ -83,8 +52,8 @@ Test(kvtierd_store, sigterm_flushes_and_a_restart_serves_the_same_data,
 	unlink(sock);
 	mkdir(dir, 0700);
 
-	pid_t pid = start_daemon();
-	struct kvt_client *cl = connect_retry();
+	pid_t pid = kvtierd_start(sock, dir);
+	struct kvt_client *cl = kvtierd_connect(sock);
 	struct kvt_cache_config cfg;
 	struct kvt_client_cache *c;
 	kvt_cache_config_init(&cfg);
@@ -100,10 +69,10 @@ Test(kvtierd_store, sigterm_flushes_and_a_restart_serves_the_same_data,
 	check_all(c);
 	kvt_client_cache_close(c);
 	kvt_client_close(cl);
-	stop_daemon(pid); /* no explicit flush: SIGTERM must do it */
+	kvtierd_stop(pid); /* no explicit flush: SIGTERM must do it */
 
-	pid = start_daemon();
-	cl = connect_retry();
+	pid = kvtierd_start(sock, dir);
+	cl = kvtierd_connect(sock);
 	cr_assert_eq(kvt_client_cache_open(cl, "persisted", &c), 0);
 	struct kvt_cache_info info;
 	cr_assert_eq(kvt_client_cache_get_info(c, &info), 0);
@@ -112,5 +81,5 @@ Test(kvtierd_store, sigterm_flushes_and_a_restart_serves_the_same_data,
 	kvt_client_cache_close(c);
 	cr_assert_eq(kvt_client_cache_drop(cl, "persisted"), 0);
 	kvt_client_close(cl);
-	stop_daemon(pid);
+	kvtierd_stop(pid);
 }
