@@ -411,12 +411,27 @@ static int absolute(const char *path, int must_exist, char *out, size_t cap)
 	return copy_path(out, cap, buf, base);
 }
 
+/* Sends the snapshot request encoded in cl->out (lock held) and decodes
+ * the reply into *info (may be NULL). */
+static int snap_rpc_locked(struct kvt_client *cl, unsigned op,
+			   const struct kvt_snapshot_opts *opts,
+			   struct kvt_snapshot_info *info)
+{
+	struct kvt_msg_snap_rep rep;
+	int rc = rpc_progress(cl, op, -1, NULL, opts ? opts->progress : NULL,
+			      opts ? opts->progress_ctx : NULL);
+	if (!rc)
+		rc = kvt_dec_snap_rep(cl->in.data, cl->in.len, &rep);
+	if (!rc && info)
+		*info = rep.info;
+	return rc;
+}
+
 int kvt_client_snapshot_save(struct kvt_client *cl, const char *name,
 			     const char *path, const struct kvt_snapshot_opts *opts,
 			     struct kvt_snapshot_info *info)
 {
 	struct kvt_msg_snap_save_req req = {0};
-	struct kvt_msg_snap_rep rep;
 	int level = opts ? opts->zstd_level : 0;
 	if (name_check(name) || level < 0 || level > 22)
 		return -EINVAL;
@@ -429,13 +444,8 @@ int kvt_client_snapshot_save(struct kvt_client *cl, const char *name,
 	pthread_mutex_lock(&cl->lock);
 	begin(cl);
 	kvt_enc_snap_save_req(&cl->out, &req);
-	rc = rpc_progress(cl, KVT_OP_SNAPSHOT_SAVE, -1, NULL,
-			  opts ? opts->progress : NULL, opts ? opts->progress_ctx : NULL);
-	if (!rc)
-		rc = kvt_dec_snap_rep(cl->in.data, cl->in.len, &rep);
+	rc = snap_rpc_locked(cl, KVT_OP_SNAPSHOT_SAVE, opts, info);
 	pthread_mutex_unlock(&cl->lock);
-	if (!rc && info)
-		*info = rep.info;
 	return rc;
 }
 
@@ -445,7 +455,6 @@ int kvt_client_snapshot_load(struct kvt_client *cl, const char *path,
 			     struct kvt_snapshot_info *info)
 {
 	struct kvt_msg_snap_load_req req = {0};
-	struct kvt_msg_snap_rep rep;
 	if (as_name && name_check(as_name))
 		return -EINVAL;
 	int rc = absolute(path, 1, req.path, sizeof req.path);
@@ -457,13 +466,8 @@ int kvt_client_snapshot_load(struct kvt_client *cl, const char *path,
 	pthread_mutex_lock(&cl->lock);
 	begin(cl);
 	kvt_enc_snap_load_req(&cl->out, &req);
-	rc = rpc_progress(cl, KVT_OP_SNAPSHOT_LOAD, -1, NULL,
-			  opts ? opts->progress : NULL, opts ? opts->progress_ctx : NULL);
-	if (!rc)
-		rc = kvt_dec_snap_rep(cl->in.data, cl->in.len, &rep);
+	rc = snap_rpc_locked(cl, KVT_OP_SNAPSHOT_LOAD, opts, info);
 	pthread_mutex_unlock(&cl->lock);
-	if (!rc && info)
-		*info = rep.info;
 	return rc;
 }
 
