@@ -17,7 +17,8 @@
 
 #define MAX_SIZES 4
 #define MAX_BUDGETS 8
-#define N_MODES 4 /* clusterkv, rekv, recent, oracle */
+#define N_MODES (KVT_RETRIEVE_N_MODES + 1) /* the modes, then the block oracle */
+#define ORACLE KVT_RETRIEVE_N_MODES
 
 struct opts {
 	struct synth syn;
@@ -287,7 +288,7 @@ static void report(const struct opts *o, const struct figures f[MAX_BUDGETS][N_M
 				       kvt_retrieval_mode_name((enum kvt_retrieval_mode)m));
 				continue;
 			}
-			if (m == 3) {
+			if (m == ORACLE) {
 				printf("  %5.0f%%  %-10s %9.0f %10s %8s %8.4f %8.4f %10.4f\n",
 				       o->budgets[b] * 100, "(oracle)", x->tokens, "-", "-",
 				       x->recall, x->min_recall, x->err);
@@ -314,7 +315,7 @@ static int run_trial(const struct opts *o, struct layer_data *L, unsigned trial,
 			p.mode = (enum kvt_retrieval_mode)m;
 			p.n_q_heads = o->syn.n_q_heads, p.n_queries = o->queries;
 			p.budget_tokens = (uint64_t)(o->budgets[b] * (double)o->syn.n_tokens);
-			int rc = m == 3 ? oracle(o, L, p.budget_tokens, &f)
+			int rc = m == ORACLE ? oracle(o, L, p.budget_tokens, &f)
 					: timed_select(o, L, &p, &f);
 			if (rc)
 				return rc;

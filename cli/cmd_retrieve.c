@@ -41,7 +41,7 @@ static void usage(FILE *f)
 		"options:\n"
 		"  --budget B        tokens per layer: a fraction of the layer's tokens\n"
 		"                    when below 1 (default 0.1), else a token count\n"
-		"  --mode M          clusterkv (default), rekv or recent\n"
+		"  --mode M          clusterkv (default), quest, rekv or recent\n"
 		"  --layer L         only layer L (default: every layer)\n"
 		"  --sink N          first tokens always selected (default 16)\n"
 		"  --recent N        newest tokens always selected (default 128)\n"
@@ -58,7 +58,7 @@ static void usage(FILE *f)
 
 static int parse_mode(const char *s, enum kvt_retrieval_mode *m)
 {
-	for (int i = 0; i <= KVT_RETRIEVE_RECENT; i++)
+	for (int i = 0; i < KVT_RETRIEVE_N_MODES; i++)
 		if (!strcmp(s, kvt_retrieval_mode_name((enum kvt_retrieval_mode)i))) {
 			*m = (enum kvt_retrieval_mode)i;
 			return 0;
@@ -238,9 +238,81 @@ static int read_layer(struct kvt_cache *c, const struct kvt_shape *s,
 }
 
 struct totals {
-	double recall, base_recall, err;
+	double recall, base_recall, oracle_recall, err;
 	uint32_t layers;
 };
+
+struct bmass {
+	double mass;
+	uint32_t block;
+};
+
+static int by_mass(const void *a, const void *b)
+{
+	const struct bmass *x = a, *y = b;
+	return x->mass < y->mass ? 1 : x->mass > y->mass ? -1 : 0;
+}
+
+/* The block oracle: the sink and recent blocks kvt_retrieve forces, then
+ * the blocks holding the most true attention mass while the budget lasts
+ * (what no selection can beat at block granularity). */
+static int oracle_select(const struct kvt_shape *s, const struct kvt_retrieve_params *p,
+			 const double *mass, uint64_t n, struct kvt_selection *out)
+{
+	uint32_t bt = s->block_tokens, nb = (uint32_t)((n + bt - 1) / bt);
+	uint64_t sink_b = ((uint64_t)p->sink_tokens + bt - 1) / bt;
+	uint64_t recent_b = p->recent_tokens == 0 ? nb
+			    : n > p->recent_tokens ? (n - p->recent_tokens) / bt : 0;
+	struct bmass *m = calloc(nb, sizeof *m);
+	uint8_t *pick = calloc(nb, 1);
+	out->blocks = malloc(nb * sizeof *out->blocks);
+	out->n_valid = malloc(nb * sizeof *out->n_valid);
+	if (!m || !pick || !out->blocks || !out->n_valid) {
+		free(m), free(pick), kvt_selection_free(out);
+		return -ENOMEM;
+	}
+	uint64_t used = 0, left;
+	for (uint32_t b = 0; b < nb; b++) {
+		uint32_t v = b + 1 < nb ? bt : (uint32_t)(n - (uint64_t)b * bt);
+		m[b].block = b;
+		for (uint32_t t = 0; t < v; t++)
+			m[b].mass += mass[(uint64_t)b * bt + t];
+		if (b < sink_b || b >= recent_b)
+			pick[b] = 1, used += v;
+	}
+	qsort(m, nb, sizeof *m, by_mass);
+	left = used < p->budget_tokens ? p->budget_tokens - used : 0;
+	for (uint32_t i = 0; i < nb && left >= bt; i++)
+		if (!pick[m[i].block] && m[i].block + 1 < nb)
+			pick[m[i].block] = 1, left -= bt;
+	out->n_blocks = 0, out->n_tokens = 0, out->block_tokens = bt, out->total_tokens = n;
+	for (uint32_t b = 0; b < nb; b++)
+		if (pick[b]) {
+			uint32_t v = b + 1 < nb ? bt : (uint32_t)(n - (uint64_t)b * bt);
+			out->blocks[out->n_blocks] = b, out->n_valid[out->n_blocks++] = v;
+			out->n_tokens += v;
+		}
+	free(m), free(pick);
+	return 0;
+}
+
+static int oracle_quality(const struct kvt_shape *s, const struct kvt_retrieve_params *p,
+			  const float *q, const struct layer_kv *kv, uint32_t layer,
+			  struct kvt_attn_quality *qo)
+{
+	double *mass = malloc(kv->n * sizeof *mass);
+	struct kvt_selection sel = {.layer = layer};
+	int rc = mass ? kvt_attn_token_mass(s, p->n_q_heads, p->n_queries, q, kv->k,
+					    kv->n, mass) : -ENOMEM;
+	if (rc == 0)
+		rc = oracle_select(s, p, mass, kv->n, &sel);
+	if (rc == 0)
+		rc = kvt_attn_quality(s, p->n_q_heads, p->n_queries, q, kv->k, kv->v,
+				      kv->n, &sel, qo);
+	kvt_selection_free(&sel);
+	free(mass);
+	return rc;
+}
 
 static int quality(const struct ropts *o, struct kvt_cache *c,
 		   const struct kvt_shape *s, struct kvt_rindex *idx,
@@ -248,7 +320,7 @@ static int quality(const struct ropts *o, struct kvt_cache *c,
 		   const struct kvt_selection *sel, struct totals *t)
 {
 	struct layer_kv kv = {0};
-	struct kvt_attn_quality qa, qb;
+	struct kvt_attn_quality qa, qb, qo;
 	struct kvt_retrieve_params pb = *p;
 	struct kvt_selection base = {0};
 	pb.mode = KVT_RETRIEVE_RECENT;
@@ -261,13 +333,17 @@ static int quality(const struct ropts *o, struct kvt_cache *c,
 	if (rc == 0)
 		rc = kvt_attn_quality(s, p->n_q_heads, p->n_queries, q, kv.k, kv.v,
 				      kv.n, &base, &qb);
+	if (rc == 0)
+		rc = oracle_quality(s, p, q, &kv, sel->layer, &qo);
 	if (rc == 0) {
 		printf("  %s: attention mass recall %.4f (worst q head %.4f), "
 		       "output error %.4f; recent-window baseline: recall %.4f, "
-		       "error %.4f\n", kvt_retrieval_mode_name(o->mode),
-		       qa.mass_recall, qa.min_recall, qa.rel_error, qb.mass_recall,
-		       qb.rel_error);
+		       "error %.4f; block oracle: recall %.4f, error %.4f\n",
+		       kvt_retrieval_mode_name(o->mode), qa.mass_recall, qa.min_recall,
+		       qa.rel_error, qb.mass_recall, qb.rel_error, qo.mass_recall,
+		       qo.rel_error);
 		t->recall += qa.mass_recall, t->base_recall += qb.mass_recall;
+		t->oracle_recall += qo.mass_recall;
 		t->err += qa.rel_error, t->layers++;
 	}
 	kvt_selection_free(&base);
@@ -387,8 +463,9 @@ static int run_cache(const struct ropts *o, struct kvt_cache *c)
 		if (o->layer < 0 || o->layer == (long)l)
 			rc = one_layer(o, c, s, idx, &qs, l, &t);
 	if (rc == 0 && t.layers > 1)
-		printf("mean over %u layers: recall %.4f (recent window %.4f), output error %.4f\n",
-		       t.layers, t.recall / t.layers, t.base_recall / t.layers,
+		printf("mean over %u layers: recall %.4f (recent window %.4f, block oracle "
+		       "%.4f), output error %.4f\n", t.layers, t.recall / t.layers,
+		       t.base_recall / t.layers, t.oracle_recall / t.layers,
 		       t.err / t.layers);
 	kvt_rindex_free(idx);
 	free(qs.q);

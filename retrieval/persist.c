@@ -12,6 +12,10 @@
  *           cluster ids u16[tokens][H], frame sizes u32[frames],
  *           unit mean keys of complete frames f16[full][H][d],
  *           key sums of a partial last frame f32[frames - full][H][d],
+ *           (version 2) channel-wise key bounds of complete frames,
+ *           largest then smallest, f16[full][H][d] each (rounded
+ *           outward), those of a partial last frame f32[frames -
+ *           full][H][d] each,
  *           pending keys f32[H][pending][d], their inverse norms
  *           f32[H][pending] and the unit-key sums of the open chunk's
  *           clusters f32[open][H][d], so a loaded index continues exactly
@@ -56,8 +60,8 @@ static uint64_t body_bytes(const struct kvt_rindex *x, const struct lsizes *z)
 	uint64_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
 	uint64_t open = z->nc - z->closed;
 	return z->nc * H * 4 + z->closed * H * d * 2 + open * H * d * 8 +
-	       z->n * H * 2 + z->nf * 4 + z->full * H * d * 2 +
-	       (z->nf - z->full) * H * d * 4 + H * z->pend * (4 * d + 4);
+	       z->n * H * 2 + z->nf * 4 + z->full * H * d * 6 +
+	       (z->nf - z->full) * H * d * 12 + H * z->pend * (4 * d + 4);
 }
 
 static struct lsizes layer_sizes(const struct kvt_rindex *x,
@@ -120,6 +124,12 @@ static void put_layer(const struct kvt_rindex *x, const struct rlayer *l,
 	wu16s(w, l->fmean, z.full * H * d);
 	if (partial)
 		wf32s(w, l->fsum, H * d);
+	wu16s(w, l->fhi, z.full * H * d);
+	wu16s(w, l->flo, z.full * H * d);
+	if (partial) {
+		wf32s(w, l->bhi, H * d);
+		wf32s(w, l->blo, H * d);
+	}
 	for (size_t h = 0; l->pend_n && h < H; h++)
 		wf32s(w, l->pend + h * ch * d, (size_t)l->pend_n * d);
 	for (size_t h = 0; l->pend_n && h < H; h++)
@@ -207,8 +217,25 @@ static int check_head(const struct kvt_rindex *x, const struct lsizes *z,
 	return need(r, body_bytes(x, z));
 }
 
+/* Every frame's smallest key must be at most its largest, channel by
+ * channel (NaN fails too). */
+static int check_bounds(const struct kvt_rindex *x, const struct rlayer *l)
+{
+	size_t n = (size_t)rl_full_frames(x, l) * x->shape.n_kv_heads *
+		   x->shape.head_dim;
+	size_t open = l->n_frames > rl_full_frames(x, l)
+			      ? (size_t)x->shape.n_kv_heads * x->shape.head_dim : 0;
+	for (size_t i = 0; i < n; i++)
+		if (!(kvt_f16_to_f32(l->flo[i]) <= kvt_f16_to_f32(l->fhi[i])))
+			return KVT_ECORRUPT;
+	for (size_t i = 0; i < open; i++)
+		if (!(l->blo[i] <= l->bhi[i]))
+			return KVT_ECORRUPT;
+	return 0;
+}
+
 /* Sizes must add up to the tokens, frames fill in order, ids must name a
- * cluster of the token's chunk. */
+ * cluster of the token's chunk, bounds must be ordered. */
 static int check_layer(const struct kvt_rindex *x, const struct rlayer *l)
 {
 	size_t H = x->shape.n_kv_heads;
@@ -219,7 +246,7 @@ static int check_layer(const struct kvt_rindex *x, const struct rlayer *l)
 			return KVT_ECORRUPT;
 		sum_f += l->fcount[f];
 	}
-	if (sum_f != l->n_tokens)
+	if (sum_f != l->n_tokens || check_bounds(x, l))
 		return KVT_ECORRUPT;
 	for (size_t h = 0; h < H; h++) {
 		uint64_t sum = 0;
@@ -256,6 +283,12 @@ static void get_arrays(const struct kvt_rindex *x, struct rlayer *l,
 	ru16s(r, l->fmean, z->full * H * d);
 	if (partial)
 		rf32s(r, l->fsum, H * d);
+	ru16s(r, l->fhi, z->full * H * d);
+	ru16s(r, l->flo, z->full * H * d);
+	if (partial) {
+		rf32s(r, l->bhi, H * d);
+		rf32s(r, l->blo, H * d);
+	}
 	for (size_t h = 0; l->pend_n && h < H; h++)
 		rf32s(r, l->pend + h * ch * d, (size_t)l->pend_n * d);
 	for (size_t h = 0; l->pend_n && h < H; h++)

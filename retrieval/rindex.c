@@ -58,6 +58,10 @@ static void layer_free(struct rlayer *l)
 	free(l->ccount);
 	free(l->fmean);
 	free(l->fsum);
+	free(l->fhi);
+	free(l->flo);
+	free(l->bhi);
+	free(l->blo);
 	free(l->fcount);
 	free(l->pend);
 	free(l->pend_inv);
@@ -113,7 +117,7 @@ int kvt_rl_reserve(const struct kvt_rindex *x, struct rlayer *l,
 {
 	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
 	uint64_t ct = l->cap_tokens, cc = l->cap_clusters, cc2 = cc;
-	uint64_t cf = l->cap_frames, cf2 = cf;
+	uint64_t cf = l->cap_frames, cf2 = cf, cf3 = cf, cf4 = cf;
 	int rc = grow((void **)&l->assign, H * 2, &ct, n_tokens);
 	if (rc == 0)
 		rc = grow((void **)&l->cmean, H * d * 2, &cc, n_clusters);
@@ -123,11 +127,16 @@ int kvt_rl_reserve(const struct kvt_rindex *x, struct rlayer *l,
 		rc = grow((void **)&l->fmean, H * d * 2, &cf, n_frames);
 	if (rc == 0)
 		rc = grow((void **)&l->fcount, 4, &cf2, n_frames);
+	if (rc == 0)
+		rc = grow((void **)&l->fhi, H * d * 2, &cf3, n_frames);
+	if (rc == 0)
+		rc = grow((void **)&l->flo, H * d * 2, &cf4, n_frames);
 	/* Capacities only move up together once every array has grown. */
 	l->cap_tokens = ct;
 	if (rc == 0) {
 		l->cap_clusters = (uint32_t)(cc < cc2 ? cc : cc2);
-		l->cap_frames = (uint32_t)(cf < cf2 ? cf : cf2);
+		uint64_t a = cf < cf2 ? cf : cf2, b = cf3 < cf4 ? cf3 : cf4;
+		l->cap_frames = (uint32_t)(a < b ? a : b);
 	}
 	return rc;
 }
@@ -145,13 +154,15 @@ int kvt_rl_alloc_chunk(const struct kvt_rindex *x, struct rlayer *l)
 	l->fit = malloc(ch * sizeof(float));
 	l->csum = calloc(k * H * d, sizeof(float));
 	l->fsum = calloc(H * d, sizeof(float));
+	l->bhi = calloc(H * d, sizeof(float));
+	l->blo = calloc(H * d, sizeof(float));
 	if (l->pend && l->pend_inv && l->usum && l->cent && l->fit && l->csum &&
-	    l->fsum)
+	    l->fsum && l->bhi && l->blo)
 		return 0;
 	free(l->pend), free(l->pend_inv), free(l->usum), free(l->cent);
-	free(l->fit), free(l->csum), free(l->fsum);
+	free(l->fit), free(l->csum), free(l->fsum), free(l->bhi), free(l->blo);
 	l->pend = l->pend_inv = l->usum = l->cent = l->fit = NULL;
-	l->csum = l->fsum = NULL;
+	l->csum = l->fsum = l->bhi = l->blo = NULL;
 	return -ENOMEM;
 }
 
@@ -186,7 +197,8 @@ static int reserve_for(const struct kvt_rindex *x, struct rlayer *l, uint32_t n)
 	return rc ? rc : kvt_rl_reserve(x, l, nt, (uint32_t)nc, (uint32_t)nf);
 }
 
-/* A complete frame keeps only its unit mean key per head, in fp16. */
+/* A complete frame keeps its unit mean key per head and its key bounds,
+ * in fp16 (the bounds rounded outward, so they still hold). */
 static void frame_close(const struct kvt_rindex *x, struct rlayer *l,
 			uint32_t f)
 {
@@ -194,11 +206,28 @@ static void frame_close(const struct kvt_rindex *x, struct rlayer *l,
 	for (size_t h = 0; h < H; h++) {
 		float *s = l->fsum + h * d, n = kvt_norm(s, d);
 		float inv = n > 0 ? 1.0f / n : 0.0f;
+		size_t at = ((size_t)f * H + h) * d;
 		for (size_t e = 0; e < d; e++)
 			s[e] *= inv;
-		kvt_from_f32(KVT_DTYPE_F16, s, l->fmean + ((size_t)f * H + h) * d, d);
+		kvt_from_f32(KVT_DTYPE_F16, s, l->fmean + at, d);
+		for (size_t e = 0; e < d; e++) {
+			l->fhi[at + e] = kvt_f32_to_f16_ru(l->bhi[h * d + e]);
+			l->flo[at + e] = kvt_f32_to_f16_rd(l->blo[h * d + e]);
+		}
 	}
 	memset(l->fsum, 0, H * d * sizeof(float));
+}
+
+/* Widens the open frame's bounds of head h to hold key k (the frame's
+ * first key sets them). */
+static void bounds_add(struct rlayer *l, size_t h, size_t d, const float *k,
+		       int first)
+{
+	float *hi = l->bhi + h * d, *lo = l->blo + h * d;
+	for (size_t e = 0; e < d; e++) {
+		hi[e] = first || k[e] > hi[e] ? k[e] : hi[e];
+		lo[e] = first || k[e] < lo[e] ? k[e] : lo[e];
+	}
 }
 
 /* Adds the key of the token at pos (row of each head) to its frame. */
@@ -209,8 +238,10 @@ static void frame_add(const struct kvt_rindex *x, struct rlayer *l,
 	uint32_t f = (uint32_t)(pos / rl_frame_tokens(x));
 	if (f >= l->n_frames)
 		l->n_frames = f + 1;
-	for (size_t h = 0; h < H; h++)
+	for (size_t h = 0; h < H; h++) {
 		kvt_axpy(l->fsum + h * d, 1.0f, rows[h], d);
+		bounds_add(l, h, d, rows[h], l->fcount[f] == 0);
+	}
 	if (++l->fcount[f] == rl_frame_tokens(x))
 		frame_close(x, l, f);
 }
@@ -325,5 +356,29 @@ int kvt_rindex_get_cluster(const struct kvt_rindex *idx, uint32_t layer,
 	}
 	if (size)
 		*size = cnt;
+	return 0;
+}
+
+int kvt_rindex_get_frame_bounds(const struct kvt_rindex *idx, uint32_t layer,
+				uint32_t head, uint32_t frame, float *hi,
+				float *lo)
+{
+	if (!idx || layer >= idx->shape.n_layers ||
+	    head >= idx->shape.n_kv_heads)
+		return -EINVAL;
+	const struct rlayer *l = &idx->layers[layer];
+	if (frame >= l->n_frames)
+		return KVT_ENOTFOUND;
+	size_t H = idx->shape.n_kv_heads, d = idx->shape.head_dim;
+	size_t at = ((size_t)frame * H + head) * d;
+	int closed = frame < rl_full_frames(idx, l);
+	if (hi && closed)
+		kvt_to_f32(KVT_DTYPE_F16, l->fhi + at, hi, d);
+	else if (hi)
+		memcpy(hi, l->bhi + head * d, d * sizeof *hi);
+	if (lo && closed)
+		kvt_to_f32(KVT_DTYPE_F16, l->flo + at, lo, d);
+	else if (lo)
+		memcpy(lo, l->blo + head * d, d * sizeof *lo);
 	return 0;
 }

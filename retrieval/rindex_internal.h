@@ -34,7 +34,12 @@ struct rlayer {
 	uint16_t *fmean;     /* [cap_frames][H][d] fp16 unit mean keys of the
 	                        complete frames */
 	uint32_t *fcount;    /* [cap_frames] tokens */
+	uint16_t *fhi, *flo; /* [cap_frames][H][d] fp16 channel-wise largest
+	                        and smallest keys of the complete frames,
+	                        rounded outward (Quest bounds) */
 	float *fsum;         /* [H][d] raw key sums of the frame being filled */
+	float *bhi, *blo;    /* [H][d] its channel-wise largest and smallest
+	                        keys */
 	/* the chunk being filled: tokens [n_tokens - pend_n, n_tokens) */
 	uint32_t pend_n;
 	float *pend;         /* [H][chunk_tokens][d] raw keys */

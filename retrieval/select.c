@@ -21,6 +21,8 @@ const char *kvt_retrieval_mode_name(enum kvt_retrieval_mode mode)
 	case KVT_RETRIEVE_CLUSTERKV: return "clusterkv";
 	case KVT_RETRIEVE_REKV: return "rekv";
 	case KVT_RETRIEVE_RECENT: return "recent";
+	case KVT_RETRIEVE_QUEST: return "quest";
+	case KVT_RETRIEVE_N_MODES: break;
 	}
 	return "?";
 }
@@ -221,6 +223,105 @@ static int score_rekv(const struct kvt_rindex *x, const struct rlayer *l,
 	return 0;
 }
 
+/*
+ * Quest: every key k of a frame lies in the box [lo, hi] channel by
+ * channel, so q . k <= q+ . hi + q- . lo (q+ and q- the positive and
+ * negative parts of q): one dot product of [q+, q-] with [hi, lo]. Each
+ * query vector's bounds over the frames go through a softmax weighted by
+ * the frames' sizes (the frame's mass if every key reached the bound);
+ * frame scores sum those masses over all query vectors of all heads.
+ */
+
+/* The group's query vectors of head h as [q+, q-] rows of 2d floats. */
+static void split_queries(const struct query_view *qv, size_t h, uint32_t m,
+			  float *qs)
+{
+	size_t d = qv->d;
+	for (uint32_t j = 0; j < m; j++) {
+		const float *q = qvec(qv, h, j);
+		float *o = qs + (size_t)j * 2 * d;
+		for (size_t e = 0; e < d; e++) {
+			o[e] = q[e] > 0 ? q[e] : 0.0f;
+			o[d + e] = q[e] < 0 ? q[e] : 0.0f;
+		}
+	}
+}
+
+/* [hi, lo] of head h of frame f as 2d floats. */
+static void frame_box(const struct kvt_rindex *x, const struct rlayer *l,
+		      uint32_t f, size_t h, float *box)
+{
+	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
+	if (f < rl_full_frames(x, l)) {
+		size_t at = ((size_t)f * H + h) * d;
+		kvt_to_f32(KVT_DTYPE_F16, l->fhi + at, box, d);
+		kvt_to_f32(KVT_DTYPE_F16, l->flo + at, box + d, d);
+	} else {
+		memcpy(box, l->bhi + h * d, d * sizeof *box);
+		memcpy(box + d, l->blo + h * d, d * sizeof *box);
+	}
+}
+
+/* Bound logits of head h: lg[j * nf + f] for query vector j, frame f. */
+static void quest_logits(const struct kvt_rindex *x, const struct rlayer *l,
+			 size_t h, const float *qs, uint32_t m, float *box,
+			 float *lg)
+{
+	size_t d2 = 2 * (size_t)x->shape.head_dim, nf = l->n_frames;
+	float scale = 1.0f / sqrtf((float)x->shape.head_dim), dots[4];
+	for (uint32_t f = 0; f < nf; f++) {
+		frame_box(x, l, f, h, box);
+		uint32_t j = 0;
+		for (; j + 4 <= m; j += 4) {
+			kvt_dot4(box, qs + j * d2, d2, d2, dots);
+			for (int i = 0; i < 4; i++)
+				lg[(j + i) * nf + f] = dots[i] * scale;
+		}
+		for (; j < m; j++)
+			lg[j * nf + f] = kvt_dot(box, qs + j * d2, d2) * scale;
+	}
+}
+
+/* Adds each query vector's size-weighted softmax of its row to fs. */
+static void quest_mass(const struct rlayer *l, uint32_t m, float *lg,
+		       float *fs)
+{
+	size_t nf = l->n_frames;
+	for (uint32_t j = 0; j < m; j++) {
+		float *row = lg + j * nf, mx = -INFINITY;
+		for (size_t f = 0; f < nf; f++)
+			mx = row[f] > mx ? row[f] : mx;
+		double z = 0;
+		for (size_t f = 0; f < nf; f++) {
+			row[f] = (float)l->fcount[f] * expf(row[f] - mx);
+			z += row[f];
+		}
+		float iz = z > 0 ? (float)(1.0 / z) : 0.0f;
+		for (size_t f = 0; f < nf; f++)
+			fs[f] += row[f] * iz;
+	}
+}
+
+static int score_quest(const struct kvt_rindex *x, const struct rlayer *l,
+		       const struct query_view *qv, float *score, uint32_t nb)
+{
+	size_t H = x->shape.n_kv_heads, d2 = 2 * (size_t)x->shape.head_dim;
+	uint32_t m = qv->group * qv->n_queries, F = x->cfg.frame_blocks;
+	float *qs = malloc(m * d2 * sizeof *qs), *box = malloc(d2 * sizeof *box);
+	float *lg = malloc(((size_t)m * l->n_frames + 1) * sizeof *lg);
+	float *fs = calloc((size_t)l->n_frames + 1, sizeof *fs);
+	int rc = qs && box && lg && fs ? 0 : -ENOMEM;
+	for (size_t h = 0; rc == 0 && h < H; h++) {
+		split_queries(qv, h, m, qs);
+		quest_logits(x, l, h, qs, m, box, lg);
+		quest_mass(l, m, lg, fs);
+	}
+	for (uint32_t b = 0; rc == 0 && b < nb; b++) /* a frame's blocks share it */
+		score[b] = fs[b / F] / (float)F;
+	free(qs), free(box), free(lg), free(fs);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- choosing */
 
 struct cand {
@@ -344,7 +445,7 @@ static int params_check(const struct kvt_rindex *x,
 	uint32_t H = x->shape.n_kv_heads;
 	if (p->n_q_heads == 0 || p->n_q_heads > 4096 || p->n_q_heads % H ||
 	    p->n_queries == 0 || p->n_queries > 4096 ||
-	    (unsigned)p->mode > KVT_RETRIEVE_RECENT)
+	    (unsigned)p->mode >= KVT_RETRIEVE_N_MODES)
 		return -EINVAL;
 	return 0;
 }
@@ -359,6 +460,8 @@ static int score_blocks(const struct kvt_rindex *x, const struct rlayer *l,
 		return score_clusterkv(x, l, &qv, score);
 	if (p->mode == KVT_RETRIEVE_REKV)
 		return score_rekv(x, l, &qv, score, g->nb);
+	if (p->mode == KVT_RETRIEVE_QUEST)
+		return score_quest(x, l, &qv, score, g->nb);
 	for (uint32_t b = 0; b < g->nb; b++)
 		score[b] = (float)b;
 	return 0;

@@ -28,9 +28,10 @@
 #define MAX_BUDGETS 8
 #define MAX_ZIP 5
 #define N_CODECS (3 + MAX_ZIP) /* raw, KIVI-2, KIVI-4, ZipCache configs */
-#define N_METHODS 4 /* simple, kvtier ReKV, kvtier ClusterKV, oracle */
+#define N_METHODS 5 /* simple, kvtier ReKV, ClusterKV, Quest, oracle */
 
-static const char *method_name[N_METHODS] = {"simple", "rekv", "clusterkv", "oracle"};
+static const char *method_name[N_METHODS] = {"simple", "rekv", "clusterkv", "quest",
+					     "oracle"};
 
 struct opts {
 	const char *model;
@@ -57,7 +58,7 @@ static void usage(FILE *f)
 		"  --recall-only  only retrieval recall (no answers; fast)\n"
 		"  --rope-free    simple retrieval with RoPE undone (llm_rekv_config.rope_free)\n"
 		"  --retrieval M  selection used for the answers: simple, rekv, clusterkv\n"
-		"                 (default) or oracle\n"
+		"                 (default), quest or oracle\n"
 		"  --threads T    worker threads (default: online CPUs)\n"
 		"  --zip LIST     ZipCache cold codecs, bits/high_bits/salient_ratio each\n"
 		"                 (default 2/4/0.2; ratio 0 = no salient token)\n"
@@ -507,6 +508,7 @@ static int select_method(struct bench *b, int m, const struct llm_query *q,
 	case 0: return llm_rekv_select(b->rk, q, budget, sel);
 	case 1: return llm_rekv_retrieve(b->rk, b->idx[0], KVT_RETRIEVE_REKV, q, budget, sel);
 	case 2: return llm_rekv_retrieve(b->rk, b->idx[0], KVT_RETRIEVE_CLUSTERKV, q, budget, sel);
+	case 3: return llm_rekv_retrieve(b->rk, b->idx[0], KVT_RETRIEVE_QUEST, q, budget, sel);
 	default: return llm_rekv_select_scores(b->rk, oracle, budget, sel);
 	}
 }

@@ -48,7 +48,7 @@ static void usage(FILE *f)
 		"  --max-new N       answer tokens at most (default 48)\n"
 		"  --chunk N         prefill chunk (default 128)\n"
 		"  --window N        sliding window of the prefill (default 1024)\n"
-		"  --retrieval M     block selection: clusterkv or rekv (kvtier's retrieval\n"
+		"  --retrieval M     block selection: clusterkv, quest or rekv (kvtier's retrieval\n"
 		"                    module, run by the store: in kvtierd with --socket),\n"
 		"                    or simple (this demo's mean-key cosine); default clusterkv\n"
 		"  --threads T       worker threads (default: online CPUs)\n");
@@ -88,6 +88,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'r':
 			o->retrieval = strcmp(optarg, "clusterkv") == 0 ? KVT_RETRIEVE_CLUSTERKV
 				     : strcmp(optarg, "rekv") == 0    ? KVT_RETRIEVE_REKV
+				     : strcmp(optarg, "quest") == 0   ? KVT_RETRIEVE_QUEST
 				     : strcmp(optarg, "simple") == 0  ? -1 : -2;
 			if (o->retrieval == -2) {
 				usage(stderr);

@@ -85,7 +85,7 @@ Test(daemon_retrieve, selects_what_a_local_index_selects_and_follows_appends)
 	struct kvt_retrieve_params p;
 	kvt_retrieve_params_init(&p);
 	p.n_q_heads = 4, p.budget_tokens = 400;
-	for (int mode = 0; mode <= KVT_RETRIEVE_RECENT; mode++) {
+	for (int mode = 0; mode < KVT_RETRIEVE_N_MODES; mode++) {
 		struct kvt_selection remote, local;
 		p.mode = (enum kvt_retrieval_mode)mode;
 		int rc = kvt_client_cache_retrieve(c, 0, &p, g.q, &remote);

@@ -2,11 +2,13 @@
  * rules, planted needles, persistence and bad input. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bytes.h"
 #include "checksum.h"
+#include "half.h"
 #include "kvtier/retrieval.h"
 #include "retrieval/synth.h"
 
@@ -230,7 +232,7 @@ Test(rindex, selection_respects_budget_sink_and_window)
 	uint64_t st = 3;
 	synth_queries(&f.syn, f.dirs, f.topic, 3, 4100, q, &st);
 	uint64_t budgets[] = {200, 205, 410, 1000, 4099, 4100, 9999};
-	for (int mode = 0; mode <= KVT_RETRIEVE_RECENT; mode++)
+	for (int mode = 0; mode < KVT_RETRIEVE_N_MODES; mode++)
 		for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++) {
 			struct kvt_retrieve_params p;
 			kvt_retrieve_params_init(&p);
@@ -303,7 +305,9 @@ Test(rindex, planted_needle_is_always_found)
 	for (int j = 0; j < 4; j++)
 		for (int e = 0; e < 64; e++)
 			q[j * 64 + e] = 12.0f * u[e];
-	for (int mode = 0; mode <= KVT_RETRIEVE_REKV; mode++) {
+	for (int mode = 0; mode < KVT_RETRIEVE_N_MODES; mode++) {
+		if (mode == KVT_RETRIEVE_RECENT)
+			continue;
 		struct kvt_retrieve_params p;
 		kvt_retrieve_params_init(&p);
 		p.mode = (enum kvt_retrieval_mode)mode;
@@ -335,8 +339,8 @@ Test(rindex, clusterkv_beats_recent_window_on_clustered_keys)
 	float *q = malloc(4 * 64 * sizeof *q);
 	uint64_t st = 5;
 	synth_queries(&f.syn, f.dirs, f.topic, 1, 16384, q, &st);
-	double recall[3];
-	for (int mode = 0; mode <= KVT_RETRIEVE_RECENT; mode++) {
+	double recall[KVT_RETRIEVE_N_MODES];
+	for (int mode = 0; mode < KVT_RETRIEVE_N_MODES; mode++) {
 		struct kvt_retrieve_params p;
 		kvt_retrieve_params_init(&p);
 		p.mode = (enum kvt_retrieval_mode)mode;
@@ -352,7 +356,84 @@ Test(rindex, clusterkv_beats_recent_window_on_clustered_keys)
 		     "clusterkv %.3f recent %.3f", recall[0], recall[2]);
 	cr_assert_gt(recall[KVT_RETRIEVE_REKV], recall[KVT_RETRIEVE_RECENT] + 0.2,
 		     "rekv %.3f recent %.3f", recall[1], recall[2]);
+	cr_assert_gt(recall[KVT_RETRIEVE_QUEST], recall[KVT_RETRIEVE_RECENT] + 0.2,
+		     "quest %.3f recent %.3f", recall[3], recall[2]);
 	free(q);
+	kvt_rindex_free(x);
+	fixture_free(&f);
+}
+
+/* Every key of a frame lies inside its bounds, which are the frame's
+ * exact channel extremes (fp16 rounded outward for complete frames). */
+static void check_frame_bounds(const struct fixture *f,
+			       const struct kvt_rindex *x, uint32_t fb,
+			       uint64_t n)
+{
+	size_t d = f->shape.head_dim;
+	uint64_t ft = (uint64_t)fb * f->shape.block_tokens;
+	float hi[64], lo[64];
+	for (uint32_t h = 0; h < f->shape.n_kv_heads; h++)
+		for (uint32_t fr = 0; fr * ft < n; fr++) {
+			cr_assert_eq(kvt_rindex_get_frame_bounds(x, 0, h, fr, hi, lo), 0);
+			for (size_t e = 0; e < d; e++) {
+				float mx = -INFINITY, mn = INFINITY;
+				for (uint64_t t = fr * ft; t < n && t < (fr + 1) * ft; t++) {
+					float k = kvt_f16_to_f32(f->k[(h * f->syn.n_tokens + t) * d + e]);
+					mx = k > mx ? k : mx, mn = k < mn ? k : mn;
+				}
+				/* keys are fp16 already: the bounds are exact */
+				cr_assert_eq(hi[e], mx, "head %u frame %u dim %zu", h, fr, e);
+				cr_assert_eq(lo[e], mn, "head %u frame %u dim %zu", h, fr, e);
+			}
+		}
+	cr_assert_eq(kvt_rindex_get_frame_bounds(x, 0, 0, (uint32_t)((n + ft - 1) / ft),
+						 hi, lo), KVT_ENOTFOUND);
+	cr_assert_eq(kvt_rindex_get_frame_bounds(x, 0, 9, 0, hi, lo), -EINVAL);
+}
+
+Test(rindex, quest_frame_bounds_are_the_channel_extremes)
+{
+	struct fixture f;
+	fixture_make(&f, 1000, 2, 64); /* a partial last frame */
+	struct kvt_rindex_config cfg;
+	kvt_rindex_config_init(&cfg);
+	cfg.frame_blocks = 3;
+	struct kvt_rindex *x = index_of(&f, &cfg);
+	check_frame_bounds(&f, x, 3, 1000);
+	kvt_rindex_free(x);
+	fixture_free(&f);
+}
+
+/* Needles a mean key cannot see: single tokens whose keys are ordinary
+ * except for one channel far outside the others' range, and queries that
+ * look along that channel only. */
+Test(rindex, quest_finds_single_token_outliers)
+{
+	struct fixture f;
+	fixture_make(&f, 16384, 2, 64);
+	uint64_t at[5] = {777, 3001, 8190, 12345, 15000};
+	for (size_t h = 0; h < 2; h++)
+		for (int i = 0; i < 5; i++)
+			f.k[(h * f.syn.n_tokens + at[i]) * 64 + 5] = kvt_f32_to_f16(12.0f);
+	struct kvt_rindex *x = index_of(&f, NULL);
+	float q[4 * 64] = {0};
+	for (int j = 0; j < 4; j++)
+		q[j * 64 + 5] = 10.0f;
+	struct kvt_retrieve_params p;
+	kvt_retrieve_params_init(&p);
+	p.mode = KVT_RETRIEVE_QUEST, p.n_q_heads = 4, p.budget_tokens = 16384 / 20;
+	struct kvt_selection s;
+	cr_assert_eq(kvt_retrieve(x, 0, &p, q, &s), 0);
+	for (int i = 0; i < 5; i++) {
+		int found = 0;
+		for (uint32_t b = 0; b < s.n_blocks; b++)
+			found |= s.blocks[b] == at[i] / 16;
+		cr_assert(found, "outlier token %lu not selected", (unsigned long)at[i]);
+	}
+	struct kvt_attn_quality qa;
+	cr_assert_eq(kvt_attn_quality(&f.shape, 4, 1, q, f.k, f.v, 16384, &s, &qa), 0);
+	cr_assert_gt(qa.mass_recall, 0.9, "quest recall %.3f", qa.mass_recall);
+	kvt_selection_free(&s);
 	kvt_rindex_free(x);
 	fixture_free(&f);
 }
