@@ -37,7 +37,7 @@ static void usage(FILE *f)
 		"Block selection on synthetic clustered keys (segments of 16..256\n"
 		"tokens around random topic directions; queries mix a few topics):\n"
 		"selection time per layer on one core, attention mass recall and\n"
-		"output error vs full attention, for ClusterKV, ReKV and a recent\n"
+		"output error vs full attention, for ClusterKV, Quest, ReKV and a recent\n"
 		"window baseline, next to one full CPU attention pass; (oracle) is\n"
 		"the best blocks by true attention mass, an upper bound.\n"
 		"  --tokens LIST    sequence lengths (default 32768,131072)\n"

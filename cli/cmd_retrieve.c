@@ -21,7 +21,7 @@ struct ropts {
 	enum kvt_retrieval_mode mode;
 	long layer; /* -1: all */
 	uint32_t sink, recent;
-	int save_index, rebuild, quality, quiet_blocks;
+	int save_index, rebuild, quality, quiet_blocks, per_query;
 	struct kvt_rindex_config icfg;
 };
 
@@ -52,6 +52,8 @@ static void usage(FILE *f)
 		"                    it again from the cache's keys\n"
 		"  --no-quality      skip the reference attention (faster)\n"
 		"  --no-blocks       do not list the selected blocks\n"
+		"  --per-query       also select for each query vector on its own (as\n"
+		"                    at every decoding step) and report the mean recall\n"
 		"The index stored with the cache is used when present (and brought up\n"
 		"to date); otherwise it is built from the cache's keys.\n");
 }
@@ -98,6 +100,7 @@ static int parse_opt(int c, struct ropts *o)
 	case 'R': o->rebuild = 1; return 0;
 	case 'Q': o->quality = 0; return 0;
 	case 'B': o->quiet_blocks = 1; return 0;
+	case 'P': o->per_query = 1; return 0;
 	}
 	return -1;
 }
@@ -111,6 +114,7 @@ static int parse(int argc, char **argv, struct ropts *o)
 		{"frame-blocks", 1, 0, 'f'}, {"save-index", 0, 0, 'S'},
 		{"rebuild-index", 0, 0, 'R'},
 		{"no-quality", 0, 0, 'Q'}, {"no-blocks", 0, 0, 'B'},
+		{"per-query", 0, 0, 'P'},
 		{"help", 0, 0, 'h'}, {0, 0, 0, 0},
 	};
 	*o = (struct ropts){.budget = 0.1, .layer = -1, .sink = 16,
@@ -239,6 +243,7 @@ static int read_layer(struct kvt_cache *c, const struct kvt_shape *s,
 
 struct totals {
 	double recall, base_recall, oracle_recall, err;
+	double pq_recall, pq_oracle; /* --per-query: means over the queries */
 	uint32_t layers;
 };
 
@@ -351,6 +356,47 @@ static int quality(const struct ropts *o, struct kvt_cache *c,
 	return rc;
 }
 
+/* Query vector j of every q head ([q_head][queries][d]) into qj. */
+static void query_j(const float *q, uint32_t heads, uint32_t nq, uint32_t d,
+		    uint32_t j, float *qj)
+{
+	for (uint32_t h = 0; h < heads; h++)
+		memcpy(qj + (size_t)h * d, q + ((size_t)h * nq + j) * d, d * sizeof *qj);
+}
+
+/* One selection per query vector, as a decoder selecting at every step
+ * would make: mean recall of those and of the block oracle. */
+static int per_query(struct kvt_cache *c, const struct kvt_shape *s,
+		     struct kvt_rindex *idx, const struct kvt_retrieve_params *p,
+		     const float *q, uint32_t layer, uint64_t n, struct totals *t)
+{
+	struct layer_kv kv = {0};
+	struct kvt_retrieve_params pj = *p;
+	float *qj = malloc((size_t)p->n_q_heads * s->head_dim * sizeof *qj);
+	double r = 0, ro = 0;
+	int rc = qj ? read_layer(c, s, layer, n, &kv) : -ENOMEM;
+	pj.n_queries = 1;
+	for (uint32_t j = 0; rc == 0 && j < p->n_queries; j++) {
+		struct kvt_selection sel = {0};
+		struct kvt_attn_quality qa, qo;
+		query_j(q, p->n_q_heads, p->n_queries, s->head_dim, j, qj);
+		rc = kvt_retrieve(idx, layer, &pj, qj, &sel);
+		if (rc == 0)
+			rc = kvt_attn_quality(s, p->n_q_heads, 1, qj, kv.k, kv.v, kv.n, &sel, &qa);
+		if (rc == 0)
+			rc = oracle_quality(s, &pj, qj, &kv, layer, &qo);
+		r += rc == 0 ? qa.mass_recall : 0, ro += rc == 0 ? qo.mass_recall : 0;
+		kvt_selection_free(&sel);
+	}
+	if (rc == 0) {
+		printf("  per query (%u selections): recall %.4f, block oracle %.4f\n",
+		       p->n_queries, r / p->n_queries, ro / p->n_queries);
+		t->pq_recall += r / p->n_queries, t->pq_oracle += ro / p->n_queries;
+	}
+	free(qj), free(kv.k), free(kv.v);
+	return rc;
+}
+
 /* Loads the selection into a block pool, the way an attention kernel
  * would get it. */
 static int load(struct kvt_cache *c, const struct kvt_shape *s,
@@ -408,6 +454,8 @@ static int one_layer(const struct ropts *o, struct kvt_cache *c,
 	rc = load(c, s, &sel);
 	if (rc == 0 && o->quality)
 		rc = quality(o, c, s, idx, &p, q, &sel, t);
+	if (rc == 0 && o->quality && o->per_query)
+		rc = per_query(c, s, idx, &p, q, layer, sel.total_tokens, t);
 	if (rc)
 		fprintf(stderr, "kvtier retrieve: layer %u: %s\n", layer, kvt_strerror(rc));
 	kvt_selection_free(&sel);
@@ -467,6 +515,10 @@ static int run_cache(const struct ropts *o, struct kvt_cache *c)
 		       "%.4f), output error %.4f\n", t.layers, t.recall / t.layers,
 		       t.base_recall / t.layers, t.oracle_recall / t.layers,
 		       t.err / t.layers);
+	if (rc == 0 && t.layers > 1 && o->per_query)
+		printf("mean over %u layers, one selection per query: recall %.4f (block "
+		       "oracle %.4f)\n", t.layers, t.pq_recall / t.layers,
+		       t.pq_oracle / t.layers);
 	kvt_rindex_free(idx);
 	free(qs.q);
 	return rc ? 1 : 0;

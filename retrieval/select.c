@@ -232,54 +232,76 @@ static int score_rekv(const struct kvt_rindex *x, const struct rlayer *l,
  * frame scores sum those masses over all query vectors of all heads.
  */
 
-/* The group's query vectors of head h as [q+, q-] rows of 2d floats. */
+/* The group's query vectors of head h split into positive parts qp and
+ * negative parts qn, [m][d] each. */
 static void split_queries(const struct query_view *qv, size_t h, uint32_t m,
-			  float *qs)
+			  float *qp, float *qn)
 {
 	size_t d = qv->d;
 	for (uint32_t j = 0; j < m; j++) {
 		const float *q = qvec(qv, h, j);
-		float *o = qs + (size_t)j * 2 * d;
 		for (size_t e = 0; e < d; e++) {
-			o[e] = q[e] > 0 ? q[e] : 0.0f;
-			o[d + e] = q[e] < 0 ? q[e] : 0.0f;
+			qp[j * d + e] = q[e] > 0 ? q[e] : 0.0f;
+			qn[j * d + e] = q[e] < 0 ? q[e] : 0.0f;
 		}
 	}
 }
 
-/* [hi, lo] of head h of frame f as 2d floats. */
-static void frame_box(const struct kvt_rindex *x, const struct rlayer *l,
-		      uint32_t f, size_t h, float *box)
+/* Bounds of query vectors j.. (four, or one when `one`) against the fp16
+ * box of a complete frame (hi, lo rows) into b. */
+static void box_dots_f16(const uint16_t *hi, const uint16_t *lo, const float *qp,
+			 const float *qn, size_t d, int one, float *b)
 {
-	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
-	if (f < rl_full_frames(x, l)) {
-		size_t at = ((size_t)f * H + h) * d;
-		kvt_to_f32(KVT_DTYPE_F16, l->fhi + at, box, d);
-		kvt_to_f32(KVT_DTYPE_F16, l->flo + at, box + d, d);
-	} else {
-		memcpy(box, l->bhi + h * d, d * sizeof *box);
-		memcpy(box + d, l->blo + h * d, d * sizeof *box);
+	if (one) {
+		b[0] = kvt_rt_dot_f16(hi, qp, d) + kvt_rt_dot_f16(lo, qn, d);
+		return;
 	}
+	float t[4];
+	kvt_rt_dot4_f16(hi, qp, d, d, b);
+	kvt_rt_dot4_f16(lo, qn, d, d, t);
+	for (int i = 0; i < 4; i++)
+		b[i] += t[i];
 }
 
-/* Bound logits of head h: lg[j * nf + f] for query vector j, frame f. */
+/* The same against the open frame's float box. */
+static void box_dots_f32(const float *hi, const float *lo, const float *qp,
+			 const float *qn, size_t d, int one, float *b)
+{
+	if (one) {
+		b[0] = kvt_dot(hi, qp, d) + kvt_dot(lo, qn, d);
+		return;
+	}
+	float t[4];
+	kvt_dot4(hi, qp, d, d, b);
+	kvt_dot4(lo, qn, d, d, t);
+	for (int i = 0; i < 4; i++)
+		b[i] += t[i];
+}
+
+/* Bound logits: lg[(h * m + j) * nf + f] for head h, query vector j,
+ * frame f; qp, qn are [H][m][d]. Frames outer, heads inner, so the boxes
+ * stream through memory once. */
 static void quest_logits(const struct kvt_rindex *x, const struct rlayer *l,
-			 size_t h, const float *qs, uint32_t m, float *box,
-			 float *lg)
+			 const float *qp, const float *qn, uint32_t m, float *lg)
 {
-	size_t d2 = 2 * (size_t)x->shape.head_dim, nf = l->n_frames;
-	float scale = 1.0f / sqrtf((float)x->shape.head_dim), dots[4];
-	for (uint32_t f = 0; f < nf; f++) {
-		frame_box(x, l, f, h, box);
-		uint32_t j = 0;
-		for (; j + 4 <= m; j += 4) {
-			kvt_dot4(box, qs + j * d2, d2, d2, dots);
-			for (int i = 0; i < 4; i++)
-				lg[(j + i) * nf + f] = dots[i] * scale;
+	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim, nf = l->n_frames;
+	uint32_t full = rl_full_frames(x, l);
+	float scale = 1.0f / sqrtf((float)d), b[4];
+	for (uint32_t f = 0; f < nf; f++)
+		for (size_t h = 0; h < H; h++) {
+			size_t at = ((size_t)f * H + h) * d, q0 = h * m * d;
+			float *o = lg + h * m * nf + f;
+			for (uint32_t j = 0; j < m;) {
+				int one = j + 4 > m;
+				const float *p = qp + q0 + j * d, *n = qn + q0 + j * d;
+				if (f < full)
+					box_dots_f16(l->fhi + at, l->flo + at, p, n, d, one, b);
+				else
+					box_dots_f32(l->bhi + h * d, l->blo + h * d, p, n, d, one, b);
+				for (int i = 0; i < (one ? 1 : 4); i++, j++)
+					o[j * nf] = b[i] * scale;
+			}
 		}
-		for (; j < m; j++)
-			lg[j * nf + f] = kvt_dot(box, qs + j * d2, d2) * scale;
-	}
 }
 
 /* Adds each query vector's size-weighted softmax of its row to fs. */
@@ -305,20 +327,21 @@ static void quest_mass(const struct rlayer *l, uint32_t m, float *lg,
 static int score_quest(const struct kvt_rindex *x, const struct rlayer *l,
 		       const struct query_view *qv, float *score, uint32_t nb)
 {
-	size_t H = x->shape.n_kv_heads, d2 = 2 * (size_t)x->shape.head_dim;
+	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
 	uint32_t m = qv->group * qv->n_queries, F = x->cfg.frame_blocks;
-	float *qs = malloc(m * d2 * sizeof *qs), *box = malloc(d2 * sizeof *box);
-	float *lg = malloc(((size_t)m * l->n_frames + 1) * sizeof *lg);
+	float *qp = malloc(2 * H * m * d * sizeof *qp), *qn = qp ? qp + H * m * d : NULL;
+	float *lg = malloc((H * m * l->n_frames + 1) * sizeof *lg);
 	float *fs = calloc((size_t)l->n_frames + 1, sizeof *fs);
-	int rc = qs && box && lg && fs ? 0 : -ENOMEM;
-	for (size_t h = 0; rc == 0 && h < H; h++) {
-		split_queries(qv, h, m, qs);
-		quest_logits(x, l, h, qs, m, box, lg);
-		quest_mass(l, m, lg, fs);
-	}
+	int rc = qp && lg && fs ? 0 : -ENOMEM;
+	for (size_t h = 0; rc == 0 && h < H; h++)
+		split_queries(qv, h, m, qp + h * m * d, qn + h * m * d);
+	if (rc == 0)
+		quest_logits(x, l, qp, qn, m, lg);
+	for (size_t h = 0; rc == 0 && h < H; h++)
+		quest_mass(l, m, lg + h * m * l->n_frames, fs);
 	for (uint32_t b = 0; rc == 0 && b < nb; b++) /* a frame's blocks share it */
 		score[b] = fs[b / F] / (float)F;
-	free(qs), free(box), free(lg), free(fs);
+	free(qp), free(lg), free(fs);
 	return rc;
 }
 
