@@ -17,8 +17,10 @@
 
 #define MAX_SIZES 4
 #define MAX_BUDGETS 8
-#define N_MODES (KVT_RETRIEVE_N_MODES + 1) /* the modes, then the block oracle */
+/* rows: the modes, the block oracle, Quest on the GPU */
+#define N_MODES (KVT_RETRIEVE_N_MODES + 2)
 #define ORACLE KVT_RETRIEVE_N_MODES
+#define QUEST_GPU (KVT_RETRIEVE_N_MODES + 1)
 
 struct opts {
 	struct synth syn;
@@ -138,6 +140,7 @@ struct layer_data {
 	float *dirs, *q;
 	uint32_t *topic;
 	struct kvt_rindex *idx;
+	struct kvt_rindex_gpu *gpu; /* NULL without a usable GPU */
 };
 
 struct cand {
@@ -190,14 +193,16 @@ static int oracle(const struct opts *o, struct layer_data *L, uint64_t budget,
 	return rc;
 }
 
+/* gpu: kvt_retrieve_gpu (the first run also uploads the index). */
 static int timed_select(const struct opts *o, struct layer_data *L,
-			struct kvt_retrieve_params *p, struct figures *f)
+			struct kvt_retrieve_params *p, int gpu, struct figures *f)
 {
 	struct kvt_selection s;
 	double best = 1e30;
 	for (unsigned r = 0; r < o->reps; r++) {
 		double t0 = bench_now();
-		int rc = kvt_retrieve(L->idx, 0, p, L->q, &s);
+		int rc = gpu ? kvt_retrieve_gpu(L->gpu, L->idx, 0, p, L->q, &s)
+			     : kvt_retrieve(L->idx, 0, p, L->q, &s);
 		double t = bench_now() - t0;
 		if (rc == -EINVAL) { /* the budget is below the sink + window */
 			f->tokens = -1;
@@ -249,12 +254,16 @@ static int build(const struct opts *o, struct layer_data *L)
 	printf("  index: %u clusters per kv head, %.2f s to add all keys "
 	       "(%.0f tokens/s, clustering included)\n",
 	       li.n_clusters, t, (double)o->syn.n_tokens / t);
+	int g = rc == 0 ? kvt_rindex_gpu_create(L->idx, &L->gpu) : 0;
+	if (g)
+		printf("  GPU: %s: Quest on the GPU not measured\n", kvt_strerror(g));
 	return rc;
 }
 
 static void free_layer(struct layer_data *L)
 {
 	free(L->k), free(L->v), free(L->dirs), free(L->q), free(L->topic);
+	kvt_rindex_gpu_free(L->gpu);
 	kvt_rindex_free(L->idx);
 }
 
@@ -282,10 +291,13 @@ static void report(const struct opts *o, const struct figures f[MAX_BUDGETS][N_M
 	for (int b = 0; b < o->n_budgets; b++)
 		for (int m = 0; m < N_MODES; m++) {
 			const struct figures *x = &f[b][m];
+			const char *name = m == QUEST_GPU ? "quest-gpu"
+					   : kvt_retrieval_mode_name((enum kvt_retrieval_mode)m);
+			if (m == QUEST_GPU && x->tokens == 0)
+				continue; /* no GPU */
 			if (x->tokens < 0) {
 				printf("  %5.0f%%  %-10s (budget below the sink + recent window)\n",
-				       o->budgets[b] * 100,
-				       kvt_retrieval_mode_name((enum kvt_retrieval_mode)m));
+				       o->budgets[b] * 100, name);
 				continue;
 			}
 			if (m == ORACLE) {
@@ -295,9 +307,7 @@ static void report(const struct opts *o, const struct figures f[MAX_BUDGETS][N_M
 				continue;
 			}
 			printf("  %5.0f%%  %-10s %9.0f %7.3f ms %7.2f%% %8.4f %8.4f %10.4f\n",
-			       o->budgets[b] * 100,
-			       kvt_retrieval_mode_name((enum kvt_retrieval_mode)m),
-			       x->tokens, x->sel_s * 1e3, 100 * x->sel_s / t_full,
+			       o->budgets[b] * 100, name, x->tokens, x->sel_s * 1e3, 100 * x->sel_s / t_full,
 			       x->recall, x->min_recall, x->err);
 		}
 }
@@ -311,12 +321,14 @@ static int run_trial(const struct opts *o, struct layer_data *L, unsigned trial,
 		for (int m = 0; m < N_MODES; m++) {
 			struct kvt_retrieve_params p;
 			struct figures f;
+			if (m == QUEST_GPU && !L->gpu)
+				continue;
 			kvt_retrieve_params_init(&p);
-			p.mode = (enum kvt_retrieval_mode)m;
+			p.mode = m == QUEST_GPU ? KVT_RETRIEVE_QUEST : (enum kvt_retrieval_mode)m;
 			p.n_q_heads = o->syn.n_q_heads, p.n_queries = o->queries;
 			p.budget_tokens = (uint64_t)(o->budgets[b] * (double)o->syn.n_tokens);
 			int rc = m == ORACLE ? oracle(o, L, p.budget_tokens, &f)
-					: timed_select(o, L, &p, &f);
+					: timed_select(o, L, &p, m == QUEST_GPU, &f);
 			if (rc)
 				return rc;
 			struct figures *a = &acc[b][m];

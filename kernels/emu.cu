@@ -8,6 +8,7 @@
 #include "kivi_dequant.cuh"
 #include "kivi_quant.cuh"
 #include "score.cuh"
+#include "select.cuh"
 #include "zip_dequant.cuh"
 #include "zip_quant.cuh"
 
@@ -146,5 +147,33 @@ extern "C" int kvt_emu_zip_quantize(const struct kvt_zip_geom *g, int tokenwise,
 		}
 	}
 	free(r);
+	return 0;
+}
+
+extern "C" int kvt_emu_quest_keys(const struct kvt_quest_args *a)
+{
+	if (!quest_args_ok(a))
+		return -EINVAL;
+	float red[1];
+	for (uint32_t r = 0; r < a->rows; r++) {
+		const float *qp = a->qp + (size_t)r * a->head_dim;
+		const float *qn = a->qn + (size_t)r * a->head_dim;
+		for (uint32_t f = 0; f < a->n_frames; f++)
+			a->lg[(size_t)r * a->n_frames + f] = quest_logit(a, qp, qn, r, f);
+	}
+	for (uint32_t r = 0; r < a->rows; r++)
+		row_stats(a, r, red, 0, 1);
+	for (uint32_t b = 0; b < a->n_blocks; b++)
+		block_key(a, b);
+	return 0;
+}
+
+extern "C" int kvt_emu_select_top(const uint32_t *key, uint32_t n, uint32_t k,
+				  uint8_t *sel)
+{
+	if (!key || !sel || k == 0 || k > n)
+		return -EINVAL;
+	uint32_t red[1];
+	radix_select(key, n, k, sel, red, 0, 1);
 	return 0;
 }

@@ -314,3 +314,17 @@ extern "C" int kvt_zip_quantize(const struct kvt_zip_geom *g, int tokenwise,
 					  b->host[i].src, b->host[i].dst);
 	return rc;
 }
+
+extern "C" int kvt_gpu_quest_keys(const struct kvt_quest_args *a,
+				  struct kvt_stream *s)
+{
+	(void)s;
+	return kvt_emu_quest_keys(a);
+}
+
+extern "C" int kvt_gpu_select_top(const uint32_t *key, uint32_t n, uint32_t k,
+				  uint8_t *sel, struct kvt_stream *s)
+{
+	(void)s;
+	return kvt_emu_select_top(key, n, k, sel);
+}

@@ -268,6 +268,46 @@ int kvt_gpu_score_topk_sets(const float *q, uint32_t sets, uint32_t nq,
 			    uint32_t k, float *scores, uint32_t *top_idx,
 			    float *top_score, struct kvt_stream *s);
 
+/* ---------------------------------------------------------------- Quest selection */
+
+/*
+ * The Quest scores of retrieval.h on the GPU. For query rows r (the q
+ * heads' query vectors, rows_per_head consecutive rows per kv head; qp and
+ * qn their positive and negative parts) and frames f with channel bounds
+ * hi, lo: lg[r][f] = (qp[r] . hi[f][h] + qn[r] . lo[f][h]) * scale (summed
+ * in order, no FMA); per row the cnt-weighted softmax over frames; block b
+ * (frame b / frame_blocks) gets the sum over rows of its frame's share,
+ * divided by frame_blocks, written as an order-preserving key (never 0) to
+ * key[n_blocks - 1 - b] (reversed, so "lower index first" on ties is
+ * "newer block first", the CPU's rule); the sink and recent blocks get 0.
+ * All pointers are device memory.
+ */
+struct kvt_quest_args {
+	const float *qp, *qn;      /* [rows][head_dim] */
+	uint32_t rows, rows_per_head;
+	const uint16_t *hi, *lo;   /* fp16 [n_frames][n_kv_heads][head_dim] */
+	const uint32_t *cnt;       /* [n_frames] tokens per frame */
+	uint32_t n_kv_heads, head_dim, n_frames, frame_blocks, n_blocks;
+	uint32_t sink_blocks;      /* blocks [0, sink_blocks) are forced */
+	uint32_t recent_first;     /* blocks [recent_first, n_blocks) too */
+	float scale;               /* 1 / sqrt(head_dim) */
+	float *lg;                 /* scratch: rows * n_frames floats */
+	float *stats;              /* scratch: 2 * rows floats */
+	uint32_t *key;             /* out: n_blocks keys */
+};
+
+/* Enqueues the three launches above. Errors: -EINVAL (inconsistent
+ * arguments, rows over 65535), KVT_ECUDA, KVT_ENOGPU. */
+int kvt_gpu_quest_keys(const struct kvt_quest_args *a, struct kvt_stream *s);
+
+/*
+ * sel[i] = 1 for the k largest of key[0, n) (ties to the lower index), 0
+ * for the others, by one thread block (radix select: no limit on k).
+ * Device pointers; 1 <= k <= n. Errors: -EINVAL, KVT_ECUDA, KVT_ENOGPU.
+ */
+int kvt_gpu_select_top(const uint32_t *key, uint32_t n, uint32_t k,
+		       uint8_t *sel, struct kvt_stream *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -109,3 +109,16 @@ int kvt_zip_quantize(const struct kvt_zip_geom *g, int tokenwise,
 	(void)n, (void)s;
 	return KVT_ENOGPU;
 }
+
+int kvt_gpu_quest_keys(const struct kvt_quest_args *a, struct kvt_stream *s)
+{
+	(void)a, (void)s;
+	return KVT_ENOGPU;
+}
+
+int kvt_gpu_select_top(const uint32_t *key, uint32_t n, uint32_t k,
+		       uint8_t *sel, struct kvt_stream *s)
+{
+	(void)key, (void)n, (void)k, (void)sel, (void)s;
+	return KVT_ENOGPU;
+}

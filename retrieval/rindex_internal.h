@@ -91,6 +91,44 @@ int kvt_rl_alloc_chunk(const struct kvt_rindex *x, struct rlayer *l);
  * clears them (the chunk is full). */
 void kvt_rl_close_chunk(const struct kvt_rindex *x, struct rlayer *l);
 
+/* ---- select.c: the block layout of a layer and the rules every mode
+ * shares (kvt_retrieve, kvt_retrieve_gpu) */
+
+struct kvt_rt_layout {
+	uint64_t n;      /* tokens */
+	uint32_t bt, nb; /* tokens per block, blocks */
+};
+
+/* Valid tokens of block b (the last one may be partial). */
+uint32_t kvt_rt_valid(const struct kvt_rt_layout *g, uint32_t b);
+
+/* Blocks [0, sink) and [recent_first, nb) are always selected. */
+static inline uint64_t kvt_rt_sink_blocks(const struct kvt_rt_layout *g,
+					  const struct kvt_retrieve_params *p)
+{
+	return ((uint64_t)p->sink_tokens + g->bt - 1) / g->bt;
+}
+
+static inline uint64_t kvt_rt_recent_first(const struct kvt_rt_layout *g,
+					   const struct kvt_retrieve_params *p)
+{
+	return p->recent_tokens == 0 ? g->nb
+	       : g->n > p->recent_tokens ? (g->n - p->recent_tokens) / g->bt
+					 : 0;
+}
+
+/* Marks the sink and recent blocks in sel; returns their tokens. */
+uint64_t kvt_rt_mark_forced(const struct kvt_rt_layout *g,
+			    const struct kvt_retrieve_params *p, uint8_t *sel);
+
+/* -EINVAL unless p suits x (heads, queries, mode). */
+int kvt_rt_params_check(const struct kvt_rindex *x,
+			const struct kvt_retrieve_params *p);
+
+/* The marked blocks as a selection. -ENOMEM. */
+int kvt_rt_emit(const struct kvt_rt_layout *g, const uint8_t *sel,
+		uint32_t layer, struct kvt_selection *out);
+
 /* ---- kmeans.c */
 
 /* Joins pending token i (already in l->pend) to the chunk's clusters,

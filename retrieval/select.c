@@ -388,36 +388,27 @@ static void top_k(struct cand *c, size_t n, size_t k)
 	}
 }
 
-struct layout {
-	uint64_t n;      /* tokens */
-	uint32_t bt, nb; /* tokens per block, blocks */
-};
-
-static uint32_t valid(const struct layout *g, uint32_t b)
+uint32_t kvt_rt_valid(const struct kvt_rt_layout *g, uint32_t b)
 {
 	return b + 1 < g->nb ? g->bt : (uint32_t)(g->n - (uint64_t)b * g->bt);
 }
 
-/* Marks the sink and recent blocks; returns their tokens. */
-static uint64_t mark_forced(const struct layout *g,
+uint64_t kvt_rt_mark_forced(const struct kvt_rt_layout *g,
 			    const struct kvt_retrieve_params *p, uint8_t *sel)
 {
-	uint64_t sink_b = ((uint64_t)p->sink_tokens + g->bt - 1) / g->bt;
-	uint64_t first_recent = p->recent_tokens == 0 ? g->nb
-				: g->n > p->recent_tokens
-					? (g->n - p->recent_tokens) / g->bt
-					: 0;
+	uint64_t sink_b = kvt_rt_sink_blocks(g, p);
+	uint64_t first_recent = kvt_rt_recent_first(g, p);
 	uint64_t tokens = 0;
 	for (uint32_t b = 0; b < g->nb; b++)
 		if (b < sink_b || b >= first_recent) {
 			sel[b] = 1;
-			tokens += valid(g, b);
+			tokens += kvt_rt_valid(g, b);
 		}
 	return tokens;
 }
 
 /* Takes the best unmarked blocks while they fit in `left` tokens. */
-static int fill(const struct layout *g, const float *score, uint8_t *sel,
+static int fill(const struct kvt_rt_layout *g, const float *score, uint8_t *sel,
 		uint64_t left)
 {
 	struct cand *c = malloc(((size_t)g->nb + 1) * sizeof *c);
@@ -430,16 +421,16 @@ static int fill(const struct layout *g, const float *score, uint8_t *sel,
 	size_t k = left / g->bt < n ? left / g->bt : n;
 	top_k(c, n, k);
 	for (size_t i = 0; i < k; i++)
-		if (valid(g, c[i].block) <= left) {
+		if (kvt_rt_valid(g, c[i].block) <= left) {
 			sel[c[i].block] = 1;
-			left -= valid(g, c[i].block);
+			left -= kvt_rt_valid(g, c[i].block);
 		}
 	free(c);
 	return 0;
 }
 
-static int emit(const struct layout *g, const uint8_t *sel, uint32_t layer,
-		struct kvt_selection *out)
+int kvt_rt_emit(const struct kvt_rt_layout *g, const uint8_t *sel,
+		uint32_t layer, struct kvt_selection *out)
 {
 	uint32_t n = 0;
 	for (uint32_t b = 0; b < g->nb; b++)
@@ -455,14 +446,14 @@ static int emit(const struct layout *g, const uint8_t *sel, uint32_t layer,
 	for (uint32_t b = 0, i = 0; b < g->nb; b++)
 		if (sel[b]) {
 			blocks[i] = b;
-			nv[i++] = valid(g, b);
-			tokens += valid(g, b);
+			nv[i++] = kvt_rt_valid(g, b);
+			tokens += kvt_rt_valid(g, b);
 		}
 	*out = (struct kvt_selection){layer, g->bt, n, blocks, nv, tokens, g->n};
 	return 0;
 }
 
-static int params_check(const struct kvt_rindex *x,
+int kvt_rt_params_check(const struct kvt_rindex *x,
 			const struct kvt_retrieve_params *p)
 {
 	uint32_t H = x->shape.n_kv_heads;
@@ -475,7 +466,7 @@ static int params_check(const struct kvt_rindex *x,
 
 static int score_blocks(const struct kvt_rindex *x, const struct rlayer *l,
 			const struct kvt_retrieve_params *p, const float *q,
-			const struct layout *g, float *score)
+			const struct kvt_rt_layout *g, float *score)
 {
 	struct query_view qv = {q, x->shape.head_dim,
 				p->n_q_heads / x->shape.n_kv_heads, p->n_queries};
@@ -492,13 +483,13 @@ static int score_blocks(const struct kvt_rindex *x, const struct rlayer *l,
 
 static int select_locked(const struct kvt_rindex *x, const struct rlayer *l,
 			 const struct kvt_retrieve_params *p, const float *q,
-			 const struct layout *g, uint8_t *sel, float *score)
+			 const struct kvt_rt_layout *g, uint8_t *sel, float *score)
 {
 	if (l->n_tokens <= p->budget_tokens) {
 		memset(sel, 1, g->nb);
 		return 0;
 	}
-	uint64_t forced = mark_forced(g, p, sel);
+	uint64_t forced = kvt_rt_mark_forced(g, p, sel);
 	if (forced > p->budget_tokens)
 		return -EINVAL;
 	int rc = score_blocks(x, l, p, q, g, score);
@@ -510,20 +501,20 @@ int kvt_retrieve(struct kvt_rindex *idx, uint32_t layer,
 		 struct kvt_selection *out)
 {
 	if (!idx || !p || !q || !out || layer >= idx->shape.n_layers ||
-	    params_check(idx, p))
+	    kvt_rt_params_check(idx, p))
 		return -EINVAL;
 	const struct rlayer *l = &idx->layers[layer];
 	if (l->n_tokens == 0)
 		return KVT_ENOTFOUND;
 	uint32_t bt = idx->shape.block_tokens;
-	struct layout g = {l->n_tokens, bt, (uint32_t)((l->n_tokens + bt - 1) / bt)};
+	struct kvt_rt_layout g = {l->n_tokens, bt, (uint32_t)((l->n_tokens + bt - 1) / bt)};
 	uint8_t *sel = calloc(g.nb, 1);
 	float *score = calloc(g.nb, sizeof *score);
 	int rc = sel && score ? 0 : -ENOMEM;
 	if (rc == 0)
 		rc = select_locked(idx, l, p, q, &g, sel, score);
 	if (rc == 0)
-		rc = emit(&g, sel, layer, out);
+		rc = kvt_rt_emit(&g, sel, layer, out);
 	free(sel);
 	free(score);
 	return rc;

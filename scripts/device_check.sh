@@ -39,18 +39,18 @@ cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVT_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES=90 "${extra[@]}" >"$B/configure.log" 2>&1 ||
   { cat "$B/configure.log"; echo "device_check: configure failed"; exit 1; }
 tests="test_kernels test_kernels_emu test_gpu_tier test_contract_gpu test_contract_host test_kivi
-  test_kernels_fake test_gpu_tier_fake test_contract_gpu_fake"
-cmake --build "$B" -j"$(nproc)" --target $tests bench_kernels ||
+  test_kernels_fake test_gpu_tier_fake test_contract_gpu_fake test_retrieve_gpu test_retrieve_gpu_fake"
+cmake --build "$B" -j"$(nproc)" --target $tests bench_kernels bench_retrieval ||
   { echo "device_check: build failed"; exit 1; }
 echo "device_check: built in $(( $(date +%s) - t0 )) s"
 
 status=0
-for t in test_kernels test_gpu_tier test_contract_gpu; do
+for t in test_kernels test_gpu_tier test_contract_gpu test_retrieve_gpu; do
   bin=$(find "$B/tests" -name "$t" -type f -perm -u+x | head -1)
   echo "== $t"
   (cd "$B" && "$OLDPWD/$bin" --verbose --jobs 1) 2>&1 | tee "$B/$t.out" | grep -E "^\[(PASS|FAIL|SKIP|----)|Synthesis" || true
   grep -q "Failing: 0 | Crashing: 0" "$B/$t.out" || status=1
-  if grep -q "no usable CUDA device" "$B/$t.out"; then
+  if grep -q "no usable CUDA device\|no usable GPU" "$B/$t.out"; then
     echo "device_check: $t skipped GPU tests: no usable device?"; status=1
   fi
 done
@@ -60,8 +60,8 @@ done
 # compute-sanitizer works on this machine (KVT_SANITIZE=0 skips it).
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -n "$cs" ] && [ "${KVT_SANITIZE:-1}" != 0 ]; then
-  echo "== compute-sanitizer memcheck: test_kernels, test_gpu_tier"
-  for t in test_kernels test_gpu_tier; do
+  echo "== compute-sanitizer memcheck: test_kernels, test_gpu_tier, test_retrieve_gpu"
+  for t in test_kernels test_gpu_tier test_retrieve_gpu; do
     bin=$(find "$B/tests" -name "$t" -type f -perm -u+x | head -1)
     timeout 240 "$cs" --tool memcheck --error-exitcode 9 --target-processes all \
       "$bin" --jobs 1 >"$B/$t.memcheck" 2>&1
@@ -80,5 +80,7 @@ echo "== bench_kernels (default: 16384 blocks of 8x32x64 fp16, KIVI 2-bit group 
 "$B/bench/bench_kernels" || status=1
 echo "== bench_kernels (the store's default block: 8x16x128 fp16, group 16)"
 "$B/bench/bench_kernels" --tokens 16 --dim 128 --reps 3 || status=1
+echo "== bench_retrieval (Quest selection on the GPU next to the CPU modes, 32k and 128k tokens)"
+"$B/bench/bench_retrieval" --trials 1 --reps 20 || status=1
 echo "device_check: done in $(( $(date +%s) - t0 )) s, status $status"
 exit $status
