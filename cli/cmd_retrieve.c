@@ -480,7 +480,7 @@ static int get_index(const struct ropts *o, struct kvt_cache *c,
 	}
 	if (rc) {
 		fprintf(stderr, "kvtier retrieve: index: %s%s\n", kvt_strerror(rc),
-			rc == KVT_ECORRUPT || rc == KVT_EFORMAT
+			rc == KVT_ECORRUPT || rc == KVT_EFORMAT || rc == KVT_EVERSION
 				? " (--rebuild-index builds it again)" : "");
 		return rc;
 	}
