@@ -577,6 +577,13 @@ int kvt_cache_read(struct kvt_cache *cache, uint32_t layer, uint64_t first,
 	return rc;
 }
 
+int kvt_cache_fetch_raw_locked(struct kvt_store *st, struct cache_rec *c,
+			       uint32_t layer, uint64_t b, uint8_t *raw,
+			       uint8_t *scratch, uint32_t *n_tokens)
+{
+	return fetch_raw(st, c, layer, b, raw, scratch, n_tokens);
+}
+
 int kvt_cache_read_block(struct kvt_cache *cache, uint32_t layer,
 			 uint64_t block, void *dst, size_t dst_len,
 			 uint32_t *n_tokens)
