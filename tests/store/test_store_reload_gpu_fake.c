@@ -1,5 +1,5 @@
 /*
- * test_reload_gpu_fake.c - kvt_cache_reload with a GPU tier, the store and
+ * test_store_reload_gpu_fake.c - kvt_cache_reload with a GPU tier, the store and
  * its tiers built against kvt_kernels_fake ("device" memory is host
  * memory, kernels are the CPU emulation of their bodies), so it runs
  * without a GPU: raw, KIVI and ZipCache blocks land in the GPU tier equal

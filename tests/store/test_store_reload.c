@@ -1,9 +1,9 @@
 /*
- * test_reload.c - kvt_cache_reload without a GPU tier: blocks come back as
+ * test_store_reload.c - kvt_cache_reload without a GPU tier: blocks come back as
  * raw blocks in host memory equal to kvt_cache_read_block (raw, KIVI,
  * ZipCache, the partial tail, blocks demoted to disk), the reload is done
  * at once, bad requests change nothing, a held reload keeps its cache.
- * tests/store/test_reload_gpu_fake.c covers the GPU tier.
+ * tests/store/test_store_reload_gpu_fake.c covers the GPU tier.
  */
 #include <errno.h>
 
