@@ -127,6 +127,9 @@ void kvt_gpu_forget_locked(struct kvt_store *st, uint32_t i)
 		return;
 	gpu_unlink(st, i);
 	b->where &= (uint8_t)~BLOCK_ON_GPU;
+	if (b->gpu_window && b->gpu_pins)
+		b->gpu_pins--;
+	b->gpu_window = 0;
 	/* Out of memory for the orphan: the pinned copy stays in the tier
 	 * untracked (its reader is safe; its room is lost until close). */
 	if (b->gpu_pins == 0)
@@ -203,6 +206,37 @@ int kvt_gpu_make_room_locked(struct kvt_store *st, uint64_t need)
 		if (kvt_gpu_evict_one_locked(st))
 			return KVT_ENOSPACE;
 	}
+}
+
+void kvt_gpu_window_add_locked(struct kvt_store *st,
+			       const struct kvt_block_key *key, const void *data,
+			       const struct kvt_block_meta *meta)
+{
+	struct kvt_tier *g = st->tier[KVT_TIER_GPU];
+	struct kvt_block_meta m;
+	uint32_t i;
+	if (!g || !st->cfg.gpu_recent)
+		return;
+	struct block_rec *b = kvt_block_rec_locked(st, key, &i);
+	const uint64_t slot = ((uint64_t)meta->len + 255) / 256 * 256;
+	if (!b || (b->where & BLOCK_ON_GPU) || kvt_gpu_make_room_locked(st, slot))
+		return;
+	/* An orphan holds the key: its reader must keep its bytes. */
+	if (g->ops->stat(g, key, &m) != KVT_ENOTFOUND || g->ops->put(g, key, data, meta))
+		return;
+	kvt_gpu_adopt_locked(st, i);
+	st->blocks[i].gpu_window = 1;
+}
+
+void kvt_gpu_window_leave_locked(struct kvt_store *st,
+				 const struct kvt_block_key *key)
+{
+	struct block_rec *b = kvt_block_rec_locked(st, key, NULL);
+	if (!b || !b->gpu_window)
+		return;
+	b->gpu_window = 0;
+	if (b->gpu_pins)
+		b->gpu_pins--;
 }
 
 void kvt_gpu_dir_free(struct kvt_store *st)

@@ -42,6 +42,7 @@ struct block_rec {
 	 * GPU copy (never evicted while > 0); gpu_gen tells that copy from
 	 * a later one of the same key. */
 	uint16_t host_pins;
+	uint8_t gpu_window; /* one of gpu_pins is the recent window's */
 	uint32_t gpu_pins, gpu_gen;
 	uint32_t gpu_prev, gpu_next; /* GPU LRU, most recent at head */
 };
@@ -63,6 +64,7 @@ struct layer_state {
 	float *scores;
 	uint64_t scores_first;
 	uint32_t n_scores, cap_scores;
+	uint64_t win_first;   /* blocks below it have left the recent window */
 };
 
 struct meta_rec;
@@ -220,6 +222,18 @@ int kvt_gpu_make_room_locked(struct kvt_store *st, uint64_t need);
 
 /* Evicts the oldest unpinned GPU copy. KVT_ENOSPACE when none. */
 int kvt_gpu_evict_one_locked(struct kvt_store *st);
+
+/* A new full raw block of a cache's recent window (data: its bytes):
+ * copied to the GPU tier too, pinned by the window, when gpu_recent is on
+ * and evicting unpinned copies makes room; otherwise nothing happens. */
+void kvt_gpu_window_add_locked(struct kvt_store *st,
+			       const struct kvt_block_key *key, const void *data,
+			       const struct kvt_block_meta *meta);
+
+/* The block left the recent window: its GPU copy, if any, loses the
+ * window's pin (and may be evicted like a reloaded one). */
+void kvt_gpu_window_leave_locked(struct kvt_store *st,
+				 const struct kvt_block_key *key);
 
 /* Releases the GPU directory's own allocations. */
 void kvt_gpu_dir_free(struct kvt_store *st);

@@ -154,9 +154,14 @@ struct kvt_store_config {
 	uint64_t host_bytes;  /* host tier budget (default 1 GiB) */
 	uint64_t disk_bytes;  /* disk tier budget; 0: limited by the file system */
 	int zstd_level;       /* zstd level for blocks on disk, 0 = off (default) */
+	int gpu_recent;       /* 1 (default): with a GPU tier, each cache's
+	                         recent window (its newest recent_tokens, raw
+	                         full blocks) is kept there too, pinned, so a
+	                         reload finds it without a transfer; the GPU
+	                         budget must then exceed the windows */
 };
 
-/* Fills *cfg with defaults (memory only, 1 GiB host budget). */
+/* Fills *cfg with defaults (memory only, 1 GiB host budget, gpu_recent 1). */
 void kvt_store_config_init(struct kvt_store_config *cfg);
 
 struct kvt_store;

@@ -12,9 +12,12 @@
 
 #include "store/store_util.h"
 
-/* Opens a store; with_disk: a fresh data directory under KVT_TEST_TMP. */
-static inline struct kvt_store *ru_open(uint64_t host_bytes, uint64_t gpu_bytes,
-					int with_disk)
+/* Opens a store; with_disk: a fresh data directory under KVT_TEST_TMP;
+ * gpu_recent as kvt_store_config (ru_open: off, so the GPU tier holds only
+ * reloaded blocks). */
+static inline struct kvt_store *ru_open_recent(uint64_t host_bytes,
+					       uint64_t gpu_bytes, int with_disk,
+					       int gpu_recent)
 {
 	static int seq;
 	static char dir[512];
@@ -23,6 +26,7 @@ static inline struct kvt_store *ru_open(uint64_t host_bytes, uint64_t gpu_bytes,
 	kvt_store_config_init(&cfg);
 	cfg.host_bytes = host_bytes;
 	cfg.gpu_bytes = gpu_bytes;
+	cfg.gpu_recent = gpu_recent;
 	if (with_disk) {
 		const char *t = getenv("KVT_TEST_TMP");
 		mkdir(t ? t : "/tmp", 0755);
@@ -33,6 +37,12 @@ static inline struct kvt_store *ru_open(uint64_t host_bytes, uint64_t gpu_bytes,
 	int rc = kvt_store_open(&cfg, &st);
 	cr_assert_eq(rc, 0, "open: %s", kvt_strerror(rc));
 	return st;
+}
+
+static inline struct kvt_store *ru_open(uint64_t host_bytes, uint64_t gpu_bytes,
+					int with_disk)
+{
+	return ru_open_recent(host_bytes, gpu_bytes, with_disk, 0);
 }
 
 /* 2 layers, 2 kv heads, head_dim 64, 16-token fp16 blocks (8 KiB raw),

@@ -256,3 +256,66 @@ Test(reload_gpu, a_block_replaced_before_the_wait_is_read_first)
 	kvt_cache_close(c);
 	kvt_store_close(st);
 }
+
+static int on_gpu(struct kvt_store *st, struct kvt_cache *c, uint32_t layer,
+		  uint32_t block)
+{
+	return (rec_of(st, c, layer, block)->where & BLOCK_ON_GPU) != 0;
+}
+
+Test(reload_gpu, the_recent_window_is_kept_on_the_gpu)
+{
+	struct kvt_store *st = ru_open_recent(64 << 20, 4 << 20, 0, 1);
+	/* 100 tokens, 32 recent: blocks 4 and 5 of each layer are the
+	 * window; 0-3 are cold and were never there. */
+	struct kvt_cache *c = ru_cache(st, "doc", KVT_CODEC_KIVI, 32, 100);
+	cr_assert_eq(gpu_usage(st).n_blocks, 4);
+	for (uint32_t l = 0; l < 2; l++)
+		for (uint32_t b = 0; b < 6; b++)
+			cr_assert_eq(on_gpu(st, c, l, b), b >= 4, "layer %u block %u", l, b);
+	cr_assert_eq(rec_of(st, c, 1, 4)->gpu_pins, 1);
+	/* A reload of the window needs no transfer. */
+	const uint32_t win[] = {4, 5}, cold[] = {0, 4};
+	struct kvt_reload *r = reload(c, 1, win, 2, NULL);
+	cr_assert_eq(rec_of(st, c, 1, 4)->host_pins, 0);
+	ru_check(c, 1, wait_ok(r, 2), 2, KVT_TIER_GPU);
+	kvt_reload_release(r);
+	r = reload(c, 1, cold, 2, NULL);
+	ru_check(c, 1, wait_ok(r, 2), 2, KVT_TIER_GPU);
+	kvt_reload_release(r);
+	cr_assert_eq(gpu_usage(st).n_blocks, 5);
+	/* 32 more tokens: the window moves to blocks 6 and 7. */
+	ru_append(c, &c->rec->cfg.shape, 100, 32);
+	for (uint32_t l = 0; l < 2; l++)
+		for (uint32_t b = 4; b < 8; b++)
+			cr_assert_eq(on_gpu(st, c, l, b), b >= 6, "layer %u block %u", l, b);
+	cr_assert(on_gpu(st, c, 1, 0)); /* the reloaded cold block stays */
+	cr_assert_eq(gpu_usage(st).n_blocks, 5);
+	kvt_cache_close(c);
+	kvt_store_close(st);
+}
+
+Test(reload_gpu, raw_blocks_leaving_the_window_become_evictable)
+{
+	/* Room for 4 blocks; a raw cache whose window is 1 block a layer. */
+	struct kvt_store *st = ru_open_recent(64 << 20, 4 * BB, 0, 1);
+	struct kvt_cache *c = ru_cache(st, "doc", KVT_CODEC_RAW, 16, 10 * 16);
+	cr_assert(on_gpu(st, c, 0, 9) && on_gpu(st, c, 1, 9));
+	cr_assert_eq(rec_of(st, c, 0, 9)->gpu_pins, 1);
+	/* Full: the windows plus the newest blocks that left them, which
+	 * pushed the older ones out. */
+	cr_assert_eq(gpu_usage(st).n_blocks, 4);
+	cr_assert(on_gpu(st, c, 1, 8) && !on_gpu(st, c, 0, 8));
+	cr_assert_eq(rec_of(st, c, 1, 8)->gpu_pins, 0);
+	/* Two blocks fit once the unpinned ones go; three do not. */
+	const uint32_t two[] = {0, 1}, three[] = {0, 1, 2};
+	struct kvt_reload *x = NULL;
+	cr_assert_eq(kvt_cache_reload(c, 0, three, 3, NULL, &x), KVT_ENOSPACE);
+	struct kvt_reload *r = reload(c, 0, two, 2, NULL);
+	ru_check(c, 0, wait_ok(r, 2), 2, KVT_TIER_GPU);
+	kvt_reload_release(r);
+	cr_assert(on_gpu(st, c, 0, 9) && on_gpu(st, c, 1, 9));
+	cr_assert(!on_gpu(st, c, 1, 8));
+	kvt_cache_close(c);
+	kvt_store_close(st);
+}
