@@ -39,13 +39,14 @@ cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVT_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES=90 "${extra[@]}" >"$B/configure.log" 2>&1 ||
   { cat "$B/configure.log"; echo "device_check: configure failed"; exit 1; }
 tests="test_kernels test_kernels_emu test_gpu_tier test_contract_gpu test_contract_host test_kivi
-  test_kernels_fake test_gpu_tier_fake test_contract_gpu_fake"
+  test_kernels_fake test_gpu_tier_fake test_contract_gpu_fake test_store_reload_gpu
+  test_store_reload_gpu_fake"
 cmake --build "$B" -j"$(nproc)" --target $tests bench_kernels ||
   { echo "device_check: build failed"; exit 1; }
 echo "device_check: built in $(( $(date +%s) - t0 )) s"
 
 status=0
-for t in test_kernels test_gpu_tier test_contract_gpu; do
+for t in test_kernels test_gpu_tier test_contract_gpu test_store_reload_gpu; do
   bin=$(find "$B/tests" -name "$t" -type f -perm -u+x | head -1)
   echo "== $t"
   (cd "$B" && "$OLDPWD/$bin" --verbose --jobs 1) 2>&1 | tee "$B/$t.out" | grep -E "^\[(PASS|FAIL|SKIP|----)|Synthesis" || true

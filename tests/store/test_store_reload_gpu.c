@@ -1,18 +1,37 @@
 /*
- * test_store_reload_gpu_fake.c - kvt_cache_reload with a GPU tier, the store and
- * its tiers built against kvt_kernels_fake ("device" memory is host
- * memory, kernels are the CPU emulation of their bodies), so it runs
- * without a GPU: raw, KIVI and ZipCache blocks land in the GPU tier equal
+ * test_store_reload_gpu.c - kvt_cache_reload with a GPU tier. Built twice:
+ * test_store_reload_gpu (the real kernels; skipped without a device) and
+ * test_store_reload_gpu_fake (the store and its tiers built against
+ * kvt_kernels_fake: "device" memory is host memory, kernels are the CPU
+ * emulation of their bodies), so it runs without a GPU: raw, KIVI and ZipCache blocks land in the GPU tier equal
  * to kvt_cache_read_block; host copies a pending GPU request reads are not
  * demoted; the GPU budget evicts the oldest unpinned copies; a corrupt
  * block fails alone; a block replaced while pinned keeps its old copy
- * until release. It checks the store's bookkeeping, not the device.
+ * until release; the recent window stays there. The fake checks the
+ * store's bookkeeping, not the device.
  */
+#include <criterion/criterion.h>
 #include <errno.h>
+
+#include "kvt_kernels.h"
+
+static void dev_read(void *dst, const void *src, size_t n)
+{
+	cr_assert_eq(kvt_gpu_copy_async(dst, src, n, NULL), 0);
+	cr_assert_eq(kvt_stream_sync(NULL), 0);
+}
+#define RU_DEVICE_READ dev_read
 
 #include "gpu_tier.h"
 #include "store/reload_util.h"
 #include "store_internal.h"
+
+static void need_gpu(void)
+{
+	if (kvt_gpu_available())
+		cr_skip_test("no usable CUDA device (or a build without CUDA): "
+			     "GPU test skipped; run scripts/device_check.sh on a GPU machine");
+}
 
 #define BB 8192u /* raw block bytes of ru_config, a multiple of 256 */
 
@@ -55,6 +74,7 @@ static struct kvt_tier_usage gpu_usage(struct kvt_store *st)
 
 Test(reload_gpu, raw_kivi_and_zipcache_blocks_decode_into_the_gpu_tier)
 {
+	need_gpu();
 	const enum kvt_codec_id codecs[] = {KVT_CODEC_RAW, KVT_CODEC_KIVI,
 					    KVT_CODEC_ZIPCACHE};
 	const uint32_t blocks[] = {5, 0, 6, 2, 3};
@@ -90,6 +110,7 @@ Test(reload_gpu, raw_kivi_and_zipcache_blocks_decode_into_the_gpu_tier)
 
 Test(reload_gpu, pinned_host_blocks_survive_demotion)
 {
+	need_gpu();
 	/* Host room for about 8 blocks, a disk tier to demote to. */
 	struct kvt_store *st = ru_open(64 << 10, 4 << 20, 1);
 	struct kvt_cache *c = ru_cache(st, "doc", KVT_CODEC_RAW, 1024, 8 * 16);
@@ -128,6 +149,7 @@ Test(reload_gpu, pinned_host_blocks_survive_demotion)
 
 Test(reload_gpu, a_full_gpu_tier_evicts_the_oldest_unpinned_blocks)
 {
+	need_gpu();
 	struct kvt_store *st = ru_open(64 << 20, 4 * BB, 0); /* 4 blocks */
 	struct kvt_cache *c = ru_cache(st, "doc", KVT_CODEC_RAW, 1024, 10 * 16);
 	const uint32_t a[] = {0, 1, 2}, b2[] = {3, 4}, all[] = {0, 1, 2, 3, 4};
@@ -172,6 +194,7 @@ Test(reload_gpu, a_full_gpu_tier_evicts_the_oldest_unpinned_blocks)
 
 Test(reload_gpu, a_corrupt_block_fails_alone)
 {
+	need_gpu();
 	struct kvt_store *st = ru_open(64 << 20, 4 << 20, 0);
 	struct kvt_cache *c = ru_cache(st, "doc", KVT_CODEC_KIVI, 32, 100);
 	struct kvt_tier *host = st->tier[KVT_TIER_HOST];
@@ -209,6 +232,7 @@ Test(reload_gpu, a_corrupt_block_fails_alone)
 
 Test(reload_gpu, a_block_replaced_while_pinned_keeps_the_old_copy)
 {
+	need_gpu();
 	struct kvt_store *st = ru_open(64 << 20, 4 << 20, 0);
 	/* 48 tokens, 32 recent: block 0 cold, blocks 1 and 2 raw. */
 	struct kvt_cache *c = ru_cache(st, "doc", KVT_CODEC_KIVI, 32, 48);
@@ -217,13 +241,17 @@ Test(reload_gpu, a_block_replaced_while_pinned_keeps_the_old_copy)
 	const struct kvt_reload_block *b = wait_ok(r, 2);
 	ru_check(c, 0, b, 2, KVT_TIER_GPU);
 	uint8_t *old = malloc(2 * BB);
-	memcpy(old, b[0].addr, BB);
-	memcpy(old + BB, b[1].addr, BB);
+	uint8_t *now = malloc(BB);
+	ru_read(old, &b[0]);
+	ru_read(old + BB, &b[1]);
 	/* 32 more tokens: blocks 1 and 2 leave the window, re-encoded. */
 	ru_append(c, &c->rec->cfg.shape, 48, 32);
 	cr_assert_eq(rec_of(st, c, 0, 1)->meta.codec, KVT_CODEC_KIVI);
-	cr_assert_eq(memcmp(b[0].addr, old, BB), 0);
-	cr_assert_eq(memcmp(b[1].addr, old + BB, BB), 0);
+	ru_read(now, &b[0]);
+	cr_assert_eq(memcmp(now, old, BB), 0);
+	ru_read(now, &b[1]);
+	cr_assert_eq(memcmp(now, old + BB, BB), 0);
+	free(now);
 	cr_assert_eq(gpu_usage(st).n_blocks, 2); /* kept for the reload */
 	kvt_reload_release(r);
 	cr_assert_eq(gpu_usage(st).n_blocks, 0);
@@ -237,6 +265,7 @@ Test(reload_gpu, a_block_replaced_while_pinned_keeps_the_old_copy)
 
 Test(reload_gpu, a_block_replaced_before_the_wait_is_read_first)
 {
+	need_gpu();
 	struct kvt_store *st = ru_open(64 << 20, 4 << 20, 0);
 	struct kvt_cache *c = ru_cache(st, "doc", KVT_CODEC_KIVI, 32, 48);
 	uint8_t *old = malloc(2 * BB);
@@ -249,8 +278,12 @@ Test(reload_gpu, a_block_replaced_before_the_wait_is_read_first)
 	ru_append(c, &c->rec->cfg.shape, 48, 32);
 	cr_assert_eq(rec_of(st, c, 0, 1)->host_pins, 0);
 	const struct kvt_reload_block *b = wait_ok(r, 2);
-	cr_assert_eq(memcmp(b[0].addr, old, BB), 0);
-	cr_assert_eq(memcmp(b[1].addr, old + BB, BB), 0);
+	uint8_t *now = malloc(BB);
+	ru_read(now, &b[0]);
+	cr_assert_eq(memcmp(now, old, BB), 0);
+	ru_read(now, &b[1]);
+	cr_assert_eq(memcmp(now, old + BB, BB), 0);
+	free(now);
 	kvt_reload_release(r);
 	free(old);
 	kvt_cache_close(c);
@@ -265,6 +298,7 @@ static int on_gpu(struct kvt_store *st, struct kvt_cache *c, uint32_t layer,
 
 Test(reload_gpu, the_recent_window_is_kept_on_the_gpu)
 {
+	need_gpu();
 	struct kvt_store *st = ru_open_recent(64 << 20, 4 << 20, 0, 1);
 	/* 100 tokens, 32 recent: blocks 4 and 5 of each layer are the
 	 * window; 0-3 are cold and were never there. */
@@ -297,6 +331,7 @@ Test(reload_gpu, the_recent_window_is_kept_on_the_gpu)
 
 Test(reload_gpu, raw_blocks_leaving_the_window_become_evictable)
 {
+	need_gpu();
 	/* Room for 4 blocks; a raw cache whose window is 1 block a layer. */
 	struct kvt_store *st = ru_open_recent(64 << 20, 4 * BB, 0, 1);
 	struct kvt_cache *c = ru_cache(st, "doc", KVT_CODEC_RAW, 16, 10 * 16);
