@@ -8,6 +8,7 @@
 #include <errno.h>
 
 #include "store/reload_util.h"
+#include "store_locate.h"
 
 static void reload_and_check(struct kvt_cache *c, uint32_t layer,
 			     const uint32_t *blocks, size_t n)
@@ -128,6 +129,30 @@ Test(reload, blocks_on_disk_come_back)
 	struct kvt_cache *k = ru_cache(st, "kivi", KVT_CODEC_KIVI, 32, 30 * 16);
 	reload_and_check(k, 1, blocks, 6);
 	kvt_cache_close(k);
+	kvt_cache_close(c);
+	kvt_store_close(st);
+}
+
+Test(reload, a_corrupt_block_fails_alone)
+{
+	struct kvt_store *st = ru_open(64 << 20, 0, 0);
+	struct kvt_cache *c = ru_cache(st, "doc", KVT_CODEC_RAW, 32, 100);
+	struct kvt_block_loc loc;
+	struct kvt_block_meta m;
+	cr_assert_eq(kvt_store_locate_block(c, 0, 2, &loc, &m), 0);
+	((uint8_t *)loc.ptr)[100] ^= 0x40;
+	const uint32_t blocks[] = {1, 2, 6};
+	struct kvt_reload *r;
+	const struct kvt_reload_block *b;
+	size_t n;
+	cr_assert_eq(kvt_cache_reload(c, 0, blocks, 3, NULL, &r), 0);
+	cr_assert_eq(kvt_reload_poll(r), KVT_ECORRUPT);
+	cr_assert_eq(kvt_reload_wait(r, &b, &n), KVT_ECORRUPT);
+	cr_assert_eq(b[1].status, KVT_ECORRUPT);
+	cr_assert_null(b[1].addr);
+	ru_check(c, 0, b, 1, KVT_TIER_HOST);
+	ru_check(c, 0, b + 2, 1, KVT_TIER_HOST);
+	kvt_reload_release(r);
 	kvt_cache_close(c);
 	kvt_store_close(st);
 }
