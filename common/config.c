@@ -8,6 +8,7 @@ void kvt_store_config_init(struct kvt_store_config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
 	cfg->host_bytes = 1ull << 30;
+	cfg->gpu_recent = 1;
 }
 
 void kvt_cache_config_init(struct kvt_cache_config *cfg)

@@ -8,6 +8,11 @@
  * block that is only on disk copies it back to the host when it fits
  * (promotion). With a disk tier, flush writes every dirty host block there,
  * so the disk holds every acknowledged block after kvt_store_flush.
+ *
+ * A block may also have a decoded copy on the GPU (gpu.c, reload.c); it is
+ * always an extra copy, never the only one. Host copies read by a pending
+ * GPU request (host_pins) are skipped by demotion, and a put or delete of
+ * one completes that request first.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -62,9 +67,18 @@ static int rec_new(struct kvt_store *st, const struct kvt_block_key *k,
 	}
 	st->blocks[i] = (struct block_rec){.key = *k, .used = 1,
 					   .lru_prev = KVT_NIL,
-					   .lru_next = KVT_NIL};
+					   .lru_next = KVT_NIL,
+					   .gpu_prev = KVT_NIL,
+					   .gpu_next = KVT_NIL};
 	*out = i;
 	return 0;
+}
+
+struct block_rec *kvt_block_rec_locked(struct kvt_store *st,
+				       const struct kvt_block_key *key,
+				       uint32_t *idx)
+{
+	return rec_find(st, key, idx);
 }
 
 /* ---------------------------------------------------------------- accounting */
@@ -137,12 +151,14 @@ static int write_back(struct kvt_store *st, uint32_t i, void *buf, size_t cap)
 	return rc;
 }
 
-/* Moves the least recently used host block to disk. KVT_ENOSPACE when
- * there is nothing to demote or nowhere to put it. */
+/* Moves the least recently used host block that no GPU request reads to
+ * disk. KVT_ENOSPACE when there is nothing to demote or nowhere to put it. */
 static int demote_one(struct kvt_store *st)
 {
 	uint32_t i = st->lru_tail;
 	struct kvt_tier *h = st->tier[KVT_TIER_HOST];
+	while (i != KVT_NIL && st->blocks[i].host_pins)
+		i = st->blocks[i].lru_prev;
 	if (i == KVT_NIL || !st->tier[KVT_TIER_DISK])
 		return KVT_ENOSPACE;
 	struct block_rec *r = &st->blocks[i];
@@ -181,6 +197,8 @@ int kvt_block_put_locked(struct kvt_store *st, const struct kvt_block_key *key,
 	uint32_t i;
 	struct block_rec *r = rec_find(st, key, &i);
 	int fresh = !r, rc;
+	if (r && r->host_pins) /* its host bytes are being read: finish that */
+		kvt_gpu_settle_locked(st);
 	if (fresh && (rc = rec_new(st, key, &i)))
 		return rc;
 	r = &st->blocks[i];
@@ -197,8 +215,10 @@ int kvt_block_put_locked(struct kvt_store *st, const struct kvt_block_key *key,
 			r->where &= (uint8_t)~BLOCK_IN_HOST;
 		}
 		if (rc == 0) {
-			if (!fresh)
+			if (!fresh) {
 				account(st, r, -1);
+				kvt_gpu_forget_locked(st, i);
+			}
 			r->meta = *meta;
 			r->where |= BLOCK_ON_DISK;
 			r->dirty = 0;
@@ -216,8 +236,10 @@ int kvt_block_put_locked(struct kvt_store *st, const struct kvt_block_key *key,
 		}
 		return rc;
 	}
-	if (!fresh)
+	if (!fresh) {
 		account(st, r, -1);
+		kvt_gpu_forget_locked(st, i);
+	}
 	r->meta = *meta;
 	r->where |= BLOCK_IN_HOST;
 	r->dirty = st->tier[KVT_TIER_DISK] != NULL;
@@ -308,6 +330,9 @@ int kvt_block_del_locked(struct kvt_store *st, const struct kvt_block_key *key)
 	struct block_rec *r = rec_find(st, key, &i);
 	if (!r)
 		return KVT_ENOTFOUND;
+	if (r->host_pins)
+		kvt_gpu_settle_locked(st);
+	kvt_gpu_forget_locked(st, i);
 	for (int t = 0; t < KVT_TIER_COUNT; t++)
 		if ((r->where & (1u << t)) && st->tier[t])
 			st->tier[t]->ops->del(st->tier[t], key);

@@ -235,8 +235,9 @@ int kvt_cache_drop(struct kvt_store *st, const char *name)
 
 /* ---------------------------------------------------------------- blocks */
 
+/* window: the block is in the recent window once the append ends. */
 static int put_raw(struct kvt_store *st, struct cache_rec *c, uint32_t layer,
-		   uint64_t block, const void *raw, uint32_t n_tokens)
+		   uint64_t block, const void *raw, uint32_t n_tokens, int window)
 {
 	struct kvt_block_key k = {c->id, layer, (uint32_t)block};
 	uint32_t bb = (uint32_t)kvt_block_bytes(&c->cfg.shape);
@@ -244,7 +245,10 @@ static int put_raw(struct kvt_store *st, struct cache_rec *c, uint32_t layer,
 				   .codec = KVT_CODEC_RAW,
 				   .n_tokens = (uint16_t)n_tokens,
 				   .checksum = kvt_checksum(raw, bb)};
-	return kvt_block_put_locked(st, &k, raw, &m);
+	int rc = kvt_block_put_locked(st, &k, raw, &m);
+	if (rc == 0 && window && n_tokens == c->cfg.shape.block_tokens)
+		kvt_gpu_window_add_locked(st, &k, raw, &m);
+	return rc;
 }
 
 /* Encodes a raw block with the cache's cold codec into *enc (malloc'd);
@@ -379,6 +383,18 @@ static void age_blocks(struct kvt_store *st, struct cache_rec *c, uint32_t layer
 	scores_drop(ls, ls->n_cold * bt);
 }
 
+/* Blocks that left the recent window give up its pin on their GPU copy. */
+static void window_trim(struct kvt_store *st, struct cache_rec *c, uint32_t layer)
+{
+	struct layer_state *ls = &c->layers[layer];
+	uint64_t bt = c->cfg.shape.block_tokens, r = c->cfg.recent_tokens;
+	uint64_t limit = ls->n_tokens > r ? (ls->n_tokens - r) / bt : 0;
+	for (; ls->win_first < limit; ls->win_first++) {
+		struct kvt_block_key k = {c->id, layer, (uint32_t)ls->win_first};
+		kvt_gpu_window_leave_locked(st, &k);
+	}
+}
+
 /* ---------------------------------------------------------------- append */
 
 /* Copies tokens [from, from + n) of k/v ([heads][total][dim]) into the tail
@@ -425,6 +441,8 @@ static int append_locked(struct kvt_store *st, struct cache_rec *c,
 		return -ENOMEM;
 	memcpy(saved_tail, ls->tail, bb);
 	uint64_t first_block = ls->n_tokens / s->block_tokens, b = first_block;
+	const uint64_t end = ls->n_tokens + n, recent = c->cfg.recent_tokens;
+	const uint64_t win = end > recent ? (end - recent) / s->block_tokens : 0;
 	int rc = scores_push(c, ls, n, scores);
 	if (rc) {
 		free(saved_tail);
@@ -439,7 +457,7 @@ static int append_locked(struct kvt_store *st, struct cache_rec *c,
 		done += m;
 		if (ls->tail_tokens < s->block_tokens)
 			break;
-		rc = put_raw(st, c, layer, b, ls->tail, s->block_tokens);
+		rc = put_raw(st, c, layer, b, ls->tail, s->block_tokens, b >= win);
 		if (rc == 0) {
 			b++;
 			ls->tail_tokens = 0;
@@ -453,6 +471,8 @@ static int append_locked(struct kvt_store *st, struct cache_rec *c,
 	free(saved_tail);
 	if (rc == 0)
 		age_blocks(st, c, layer);
+	if (rc == 0)
+		window_trim(st, c, layer);
 	return rc;
 }
 
@@ -577,6 +597,13 @@ int kvt_cache_read(struct kvt_cache *cache, uint32_t layer, uint64_t first,
 	return rc;
 }
 
+int kvt_cache_fetch_raw_locked(struct kvt_store *st, struct cache_rec *c,
+			       uint32_t layer, uint64_t b, uint8_t *raw,
+			       uint8_t *scratch, uint32_t *n_tokens)
+{
+	return fetch_raw(st, c, layer, b, raw, scratch, n_tokens);
+}
+
 int kvt_cache_read_block(struct kvt_cache *cache, uint32_t layer,
 			 uint64_t block, void *dst, size_t dst_len,
 			 uint32_t *n_tokens)
@@ -623,7 +650,7 @@ int kvt_cache_flush_tails_locked(struct kvt_store *st, struct cache_rec *c)
 		struct layer_state *ls = &c->layers[l];
 		if (ls->tail_tokens)
 			rc = put_raw(st, c, l, ls->n_tokens / c->cfg.shape.block_tokens,
-				     ls->tail, ls->tail_tokens);
+				     ls->tail, ls->tail_tokens, 0);
 	}
 	return rc;
 }

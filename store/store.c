@@ -225,11 +225,15 @@ static int open_tiers(struct kvt_store *st)
 		rc = kvt_disk_tier_create(st->data_dir, st->cfg.disk_bytes,
 					  st->cfg.zstd_level,
 					  &st->tier[KVT_TIER_DISK]);
-	/* The GPU tier serves reloads (kernels/); without a device it is
-	 * simply absent. */
-	if (rc == 0 && st->cfg.gpu_bytes &&
-	    kvt_gpu_tier_create(st->cfg.gpu_bytes, &st->tier[KVT_TIER_GPU]))
-		st->tier[KVT_TIER_GPU] = NULL;
+	/* The GPU tier serves reloads (reload.c); without CUDA or a device
+	 * it is simply absent, other failures (device memory) are errors. */
+	if (rc == 0 && st->cfg.gpu_bytes) {
+		rc = kvt_gpu_tier_create(st->cfg.gpu_bytes, &st->tier[KVT_TIER_GPU]);
+		if (rc == KVT_ENOGPU) {
+			st->tier[KVT_TIER_GPU] = NULL;
+			rc = 0;
+		}
+	}
 	return rc;
 }
 
@@ -242,6 +246,7 @@ static void free_store(struct kvt_store *st)
 	}
 	for (int t = 0; t < KVT_TIER_COUNT; t++)
 		kvt_tier_destroy(st->tier[t]);
+	kvt_gpu_dir_free(st);
 	kvt_blocks_free(st);
 	if (st->lock_fd >= 0)
 		close(st->lock_fd);
@@ -264,6 +269,7 @@ int kvt_store_open(const struct kvt_store_config *cfg, struct kvt_store **out)
 	st->cfg.data_dir = NULL;
 	st->next_id = 1;
 	st->lru_head = st->lru_tail = KVT_NIL;
+	st->gpu_head = st->gpu_tail = KVT_NIL;
 	st->lock_fd = -1;
 	pthread_mutex_init(&st->lock, NULL);
 	int rc = 0;

@@ -6,6 +6,9 @@
  *            demotion to disk and promotion back
  * cache.c    caches: create/open/drop, append (tail block, recent window,
  *            cold re-encoding), read
+ * gpu.c      the GPU tier's directory: reloaded copies, their pins, LRU
+ *            and eviction, the in-flight GPU request
+ * reload.c   kvt_cache_reload and the kvt_reload handle
  *
  * Locking: one mutex per store; functions named *_locked expect it held.
  */
@@ -22,6 +25,7 @@
 #define KVT_NIL UINT32_MAX
 
 enum {
+	BLOCK_ON_GPU = 1u << KVT_TIER_GPU,  /* a decoded raw copy on the GPU */
 	BLOCK_IN_HOST = 1u << KVT_TIER_HOST,
 	BLOCK_ON_DISK = 1u << KVT_TIER_DISK,
 };
@@ -33,6 +37,21 @@ struct block_rec {
 	uint8_t dirty;  /* the host copy is newer than the disk (or none) */
 	uint8_t used;
 	uint32_t lru_prev, lru_next; /* host LRU, most recent at head */
+	/* host_pins: GPU request items reading the host copy (never demoted
+	 * or overwritten while > 0). gpu_pins: unreleased reloads using the
+	 * GPU copy (never evicted while > 0); gpu_gen tells that copy from
+	 * a later one of the same key. */
+	uint16_t host_pins;
+	uint8_t gpu_window; /* one of gpu_pins is the recent window's */
+	uint32_t gpu_pins, gpu_gen;
+	uint32_t gpu_prev, gpu_next; /* GPU LRU, most recent at head */
+};
+
+/* A GPU copy still pinned by a reload after its block was replaced or
+ * deleted: it stays in the GPU tier until the last pin goes. */
+struct gpu_orphan {
+	struct kvt_block_key key;
+	uint32_t gen, pins;
 };
 
 struct layer_state {
@@ -45,6 +64,7 @@ struct layer_state {
 	float *scores;
 	uint64_t scores_first;
 	uint32_t n_scores, cap_scores;
+	uint64_t win_first;   /* blocks below it have left the recent window */
 };
 
 struct meta_rec;
@@ -78,6 +98,12 @@ struct kvt_store {
 	uint32_t lru_head, lru_tail;
 	uint64_t raw_bytes, stored_bytes;
 	uint64_t demotions, promotions;
+	/* GPU directory (gpu.c) */
+	uint32_t gpu_head, gpu_tail;
+	uint32_t gpu_gen;
+	struct gpu_orphan *gpu_orphans;
+	size_t n_gpu_orphans, cap_gpu_orphans;
+	struct kvt_reload *gpu_inflight; /* whose GPU request is pending */
 	/* catalog names of metadata without a cache, found at open */
 	char **meta_orphans;
 	size_t n_meta_orphans;
@@ -86,6 +112,27 @@ struct kvt_store {
 struct kvt_cache {
 	struct kvt_store *st;
 	struct cache_rec *rec;
+};
+
+/* One block of a reload (reload.c). */
+struct reload_item {
+	struct kvt_block_key key;
+	uint32_t gen;  /* generation of the GPU copy it pins; 0: none */
+	int32_t gpu;   /* its index in the GPU request; -1: not in it */
+};
+
+struct kvt_reload {
+	struct kvt_store *st;
+	struct cache_rec *c;
+	size_t n;
+	struct reload_item *items;
+	struct kvt_reload_block *out;
+	uint8_t *host;       /* blocks decoded on the host path */
+	uint32_t n_gpu;      /* items of the GPU request */
+	uint32_t *gpu_item;  /* GPU request index -> item */
+	int *gpu_res;        /* the GPU request's per-item results */
+	int pending;         /* the GPU request is in flight */
+	int status;          /* first per-block failure, 0 */
 };
 
 /* ---- blocks.c */
@@ -143,6 +190,54 @@ int kvt_block_locate_locked(struct kvt_store *st,
 			    struct kvt_block_loc *loc,
 			    struct kvt_block_meta *meta);
 
+/* The record of key (its index in *idx, may be NULL), or NULL. */
+struct block_rec *kvt_block_rec_locked(struct kvt_store *st,
+				       const struct kvt_block_key *key,
+				       uint32_t *idx);
+
+/* ---- gpu.c */
+
+/* Completes the pending GPU request, if any: per-item results into its
+ * reload, host pins dropped, failed copies forgotten. Call before any
+ * operation on the GPU tier and before a host-pinned block changes. */
+void kvt_gpu_settle_locked(struct kvt_store *st);
+
+/* The GPU copy of record i is out of date (block replaced or deleted):
+ * dropped, or kept as an orphan while a reload pins it. */
+void kvt_gpu_forget_locked(struct kvt_store *st, uint32_t i);
+
+/* Record i got a fresh GPU copy, pinned once. Returns its generation. */
+uint32_t kvt_gpu_adopt_locked(struct kvt_store *st, uint32_t i);
+
+/* Pins record i's current GPU copy once more (most recently used). */
+void kvt_gpu_pin_locked(struct kvt_store *st, uint32_t i);
+
+/* Drops one pin of the GPU copy (key, gen), wherever it is now. */
+void kvt_gpu_unpin_locked(struct kvt_store *st, const struct kvt_block_key *key,
+			  uint32_t gen);
+
+/* Evicts unpinned GPU copies, oldest first, until `need` more bytes fit
+ * in the GPU tier's budget. KVT_ENOSPACE when they cannot. */
+int kvt_gpu_make_room_locked(struct kvt_store *st, uint64_t need);
+
+/* Evicts the oldest unpinned GPU copy. KVT_ENOSPACE when none. */
+int kvt_gpu_evict_one_locked(struct kvt_store *st);
+
+/* A new full raw block of a cache's recent window (data: its bytes):
+ * copied to the GPU tier too, pinned by the window, when gpu_recent is on
+ * and evicting unpinned copies makes room; otherwise nothing happens. */
+void kvt_gpu_window_add_locked(struct kvt_store *st,
+			       const struct kvt_block_key *key, const void *data,
+			       const struct kvt_block_meta *meta);
+
+/* The block left the recent window: its GPU copy, if any, loses the
+ * window's pin (and may be evicted like a reloaded one). */
+void kvt_gpu_window_leave_locked(struct kvt_store *st,
+				 const struct kvt_block_key *key);
+
+/* Releases the GPU directory's own allocations. */
+void kvt_gpu_dir_free(struct kvt_store *st);
+
 /* ---- store.c */
 
 struct cache_rec *kvt_store_find_locked(struct kvt_store *st, const char *name);
@@ -194,6 +289,13 @@ int kvt_cache_create_hidden(struct kvt_store *st, const char *name,
 /* Renames a cache (public name rules). KVT_EEXIST, -EINVAL. */
 int kvt_cache_rename_locked(struct kvt_store *st, struct cache_rec *c,
 			    const char *name);
+
+/* Block b of a layer as a raw block into raw (scratch: kvt_block_bytes()
+ * bytes of room), the partial tail from memory; checksum verified,
+ * decoded. KVT_ECORRUPT, -EIO, -ENOBUFS. */
+int kvt_cache_fetch_raw_locked(struct kvt_store *st, struct cache_rec *c,
+			       uint32_t layer, uint64_t b, uint8_t *raw,
+			       uint8_t *scratch, uint32_t *n_tokens);
 
 /* Checks a cache configuration (shape, codec against the block shape). */
 int kvt_cache_config_check(const struct kvt_cache_config *cfg);

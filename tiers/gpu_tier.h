@@ -15,7 +15,7 @@
  * the GPU does not hash). The sources are host addresses of pinned mapped
  * memory (what the host tier's locate() returns).
  *
- * How the store calls it (movement policy unchanged):
+ * How the store calls it (store/reload.c, kvt_cache_reload):
  *   locate each wanted block in the host tier (srcs[i] = loc.ptr, metas[i]
  *   from its stat), build the cache's block geometry
  *     geom = {n_kv_heads, block_tokens, head_dim, dtype, cold.bits,
@@ -26,9 +26,12 @@
  *   CPU work and poll with kvt_gpu_tier_reload_poll(gpu);
  *   kvt_gpu_tier_reload_wait(gpu, results) before the host blocks may be
  *   moved or freed, and to learn per-block failures.
- * The host blocks must stay where they are until the wait returns. One
- * request is in flight per tier: a new request, and every tier operation
- * except locate/stat/usage, first waits for the previous one.
+ * The host blocks must stay where they are until the wait returns (the
+ * store pins them: demotion skips them, a put or delete of one waits for
+ * the request first). One request is in flight per tier: a new request,
+ * and every tier operation except locate/stat/usage, first waits for the
+ * previous one and then drops its per-item results, so the store collects
+ * them (kvt_gpu_settle_locked) before any other call on the tier.
  */
 #ifndef KVTIER_TIERS_GPU_TIER_H
 #define KVTIER_TIERS_GPU_TIER_H

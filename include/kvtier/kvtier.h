@@ -148,13 +148,20 @@ const char *kvt_tier_name(enum kvt_tier_kind kind);
 struct kvt_store_config {
 	const char *data_dir; /* directory of the disk tier; NULL: memory only.
 	                         Copied during kvt_store_open. */
-	uint64_t gpu_bytes;   /* GPU tier budget; 0 or no GPU: no GPU tier */
+	uint64_t gpu_bytes;   /* GPU tier budget (blocks reloaded there with
+	                         kvt_cache_reload); 0, a build without CUDA or
+	                         no usable GPU: no GPU tier */
 	uint64_t host_bytes;  /* host tier budget (default 1 GiB) */
 	uint64_t disk_bytes;  /* disk tier budget; 0: limited by the file system */
 	int zstd_level;       /* zstd level for blocks on disk, 0 = off (default) */
+	int gpu_recent;       /* 1 (default): with a GPU tier, each cache's
+	                         recent window (its newest recent_tokens, raw
+	                         full blocks) is kept there too, pinned, so a
+	                         reload finds it without a transfer; the GPU
+	                         budget must then exceed the windows */
 };
 
-/* Fills *cfg with defaults (memory only, 1 GiB host budget). */
+/* Fills *cfg with defaults (memory only, 1 GiB host budget, gpu_recent 1). */
 void kvt_store_config_init(struct kvt_store_config *cfg);
 
 struct kvt_store;
@@ -166,7 +173,8 @@ struct kvt_store;
  * kvt_store_close(). Errors: -EINVAL (bad config), -ENOMEM, -errno from the
  * file system, KVT_ECORRUPT (unreadable index), KVT_EVERSION, KVT_EBUSY
  * (another store, e.g. a running kvtierd, has data_dir open: one process
- * at a time may use a data directory).
+ * at a time may use a data directory); with gpu_bytes, -ENOMEM or
+ * KVT_ECUDA when a present GPU cannot hold the pool.
  */
 int kvt_store_open(const struct kvt_store_config *cfg, struct kvt_store **out);
 
@@ -276,6 +284,98 @@ int kvt_cache_read_block(struct kvt_cache *cache, uint32_t layer,
  */
 int kvt_cache_prefetch(struct kvt_cache *cache, uint32_t layer,
 		       const uint32_t *blocks, size_t n, uint8_t *where);
+
+/* ---------------------------------------------------------------- reload */
+
+/*
+ * Asynchronous reload: make chosen blocks of one layer available as raw
+ * blocks (K then V, see top of file) for an attention kernel, overlapping
+ * the transfer with the caller's compute: kvt_cache_reload enqueues,
+ * kvt_reload_poll / kvt_reload_wait tell when it is done and where each
+ * block is, kvt_reload_release gives the blocks back to the store.
+ *
+ * With a GPU tier (kvt_store_config.gpu_bytes on a machine with a usable
+ * GPU) full blocks are decoded into the GPU tier's pool: one batched
+ * transfer from pinned host memory on the caller's stream, quantized blocks
+ * decoded on the GPU, blocks already there reused without a transfer.
+ * Without one, and for the partial tail block (held in host memory), blocks
+ * are decoded on the CPU into host memory owned by the reload, before
+ * kvt_cache_reload returns.
+ */
+
+/* A CUDA stream: a cudaStream_t cast to struct kvt_stream * (the type of
+ * kernels/kvt_kernels.h); NULL stands for the GPU tier's own stream. */
+struct kvt_stream;
+
+/* An enqueued reload: opaque, from kvt_cache_reload. */
+struct kvt_reload;
+
+/* Where one reloaded block is, once the reload is done. */
+struct kvt_reload_block {
+	uint32_t block;    /* block index, as requested */
+	int status;        /* 0, or why this block is not available:
+	                      KVT_EFORMAT (a quantized block failed the GPU's
+	                      header checks), KVT_ECORRUPT (checksum or decode
+	                      failed on the CPU), KVT_ECUDA, -EIO */
+	enum kvt_tier_kind tier; /* KVT_TIER_GPU: addr is a device address
+	                      in the GPU tier's pool; KVT_TIER_HOST: a host
+	                      address in memory owned by the reload */
+	uint32_t n_tokens; /* valid tokens (fewer in the partial tail, whose
+	                      missing tokens read as zeros) */
+	const void *addr;  /* the raw block, `bytes` long; NULL on failure */
+	size_t bytes;      /* kvt_block_bytes() of the cache */
+};
+
+/*
+ * Enqueues the reload of blocks blocks[0..n) (distinct, n >= 1) of layer
+ * `layer`. Blocks held only on disk are first read into the host tier with
+ * batched reads (as kvt_cache_prefetch). With a GPU tier, the full blocks
+ * not already there are then transferred and decoded by one GPU request on
+ * `stream`; work the caller queues later on that stream sees them. When
+ * the GPU tier is full, the least recently reloaded blocks no unreleased
+ * reload uses are dropped from it (they stay on the host or disk).
+ * On success *out owns the reload, which holds a reference to the cache
+ * (kvt_cache_drop gives KVT_EBUSY until it is released) and pins its GPU
+ * blocks, and the host blocks the GPU request reads until that request is
+ * complete. Errors (nothing enqueued, no block pinned; blocks may have
+ * been promoted from disk): -EINVAL (layer out of range, NULL pointers,
+ * n == 0, a block given twice), KVT_ENOTFOUND (a block past the appended
+ * tokens), KVT_ENOSPACE (the request, plus the GPU blocks that unreleased
+ * reloads pin, needs more than the GPU tier's budget), -ENOMEM, KVT_ECUDA.
+ * Failures of single blocks do not fail the call: see kvt_reload_wait.
+ */
+int kvt_cache_reload(struct kvt_cache *cache, uint32_t layer,
+		     const uint32_t *blocks, size_t n, struct kvt_stream *stream,
+		     struct kvt_reload **out);
+
+/*
+ * Never blocks. Returns -EAGAIN while the GPU transfer runs; once done, 0
+ * when every block is available, else the first block failure (as
+ * kvt_reload_wait). -EINVAL for NULL. A reload without GPU request is done
+ * when kvt_cache_reload returns.
+ */
+int kvt_reload_poll(struct kvt_reload *r);
+
+/*
+ * Waits until the reload is done and points *blocks at its n entries (in
+ * request order; *n gets n), owned by the reload and valid until
+ * kvt_reload_release. The addresses in them stay valid, and the blocks
+ * stay where they are, until then too: a GPU block is not evicted, and if
+ * the store replaces a block meanwhile (a block of the recent window
+ * re-encoded cold) the reload keeps reading the version it was given.
+ * Returns 0 when every block is available, else the first block failure
+ * (the other entries are still valid). -EINVAL for NULL arguments.
+ */
+int kvt_reload_wait(struct kvt_reload *r, const struct kvt_reload_block **blocks,
+		    size_t *n);
+
+/*
+ * Gives the blocks back: their GPU copies may be evicted again, the host
+ * memory of the reload is freed, and so is r. Waits for the GPU transfer
+ * first when it still runs. Every reload must be released before
+ * kvt_store_close. NULL is a no-op.
+ */
+void kvt_reload_release(struct kvt_reload *r);
 
 /* ---------------------------------------------------------------- metadata */
 
