@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "half.h"
 #include "kvtier/retrieval.h"
@@ -22,6 +23,7 @@ struct ropts {
 	long layer; /* -1: all */
 	uint32_t sink, recent;
 	int save_index, rebuild, quality, quiet_blocks, per_query;
+	uint64_t gpu_bytes; /* --gpu-bytes: a GPU tier, reload through it */
 	struct kvt_rindex_config icfg;
 };
 
@@ -52,6 +54,10 @@ static void usage(FILE *f)
 		"                    it again from the cache's keys\n"
 		"  --no-quality      skip the reference attention (faster)\n"
 		"  --no-blocks       do not list the selected blocks\n"
+		"  --gpu-bytes N     give the store a GPU tier of N bytes (e.g. 512M) and\n"
+		"                    make the blocks resident with kvt_cache_reload (on\n"
+		"                    the GPU when one is usable, else in host memory);\n"
+		"                    --mode quest then also selects on the GPU\n"
 		"  --per-query       also select for each query vector on its own (as\n"
 		"                    at every decoding step) and report the mean recall\n"
 		"The index stored with the cache is used when present (and brought up\n"
@@ -101,6 +107,12 @@ static int parse_opt(int c, struct ropts *o)
 	case 'Q': o->quality = 0; return 0;
 	case 'B': o->quiet_blocks = 1; return 0;
 	case 'P': o->per_query = 1; return 0;
+	case 'G':
+		if (kvt_cli_parse_size(optarg, &o->gpu_bytes) || !o->gpu_bytes) {
+			fprintf(stderr, "kvtier retrieve: bad --gpu-bytes '%s'\n", optarg);
+			return -1;
+		}
+		return 0;
 	}
 	return -1;
 }
@@ -114,7 +126,7 @@ static int parse(int argc, char **argv, struct ropts *o)
 		{"frame-blocks", 1, 0, 'f'}, {"save-index", 0, 0, 'S'},
 		{"rebuild-index", 0, 0, 'R'},
 		{"no-quality", 0, 0, 'Q'}, {"no-blocks", 0, 0, 'B'},
-		{"per-query", 0, 0, 'P'},
+		{"per-query", 0, 0, 'P'}, {"gpu-bytes", 1, 0, 'G'},
 		{"help", 0, 0, 'h'}, {0, 0, 0, 0},
 	};
 	*o = (struct ropts){.budget = 0.1, .layer = -1, .sink = 16,
@@ -419,9 +431,52 @@ static int load(struct kvt_cache *c, const struct kvt_shape *s,
 	return rc;
 }
 
+static const char *tier_of(enum kvt_tier_kind k)
+{
+	return k == KVT_TIER_GPU ? "GPU" : "host";
+}
+
+/* --gpu-bytes: the store's asynchronous reload, into the GPU tier when the
+ * store has one; counts where the blocks landed. */
+static int reload(struct kvt_cache *c, const struct kvt_selection *sel)
+{
+	struct kvt_reload *r;
+	const struct kvt_reload_block *b;
+	size_t n, on_gpu = 0;
+	double t0 = now();
+	int rc = kvt_cache_reload(c, sel->layer, sel->blocks, sel->n_blocks, NULL, &r);
+	if (rc)
+		return rc;
+	rc = kvt_reload_wait(r, &b, &n);
+	double dt = now() - t0;
+	for (size_t i = 0; i < n; i++)
+		on_gpu += b[i].status == 0 && b[i].tier == KVT_TIER_GPU;
+	if (rc == 0)
+		printf("  reloaded %zu blocks (%.1f MiB) in %.2f ms: %zu in GPU memory, "
+		       "%zu in host memory (first block: %s)\n", n,
+		       (double)n * b[0].bytes / (1 << 20), dt * 1e3, on_gpu, n - on_gpu,
+		       tier_of(b[0].tier));
+	kvt_reload_release(r);
+	return rc;
+}
+
+/* Quest with a GPU index selects on the GPU; everything else on the CPU. */
+static int select_layer(struct kvt_rindex *idx, struct kvt_rindex_gpu *g,
+			uint32_t layer, const struct kvt_retrieve_params *p,
+			const float *q, struct kvt_selection *sel, const char **where)
+{
+	*where = "";
+	if (g && p->mode == KVT_RETRIEVE_QUEST) {
+		*where = " on the GPU";
+		return kvt_retrieve_gpu(g, idx, layer, p, q, sel);
+	}
+	return kvt_retrieve(idx, layer, p, q, sel);
+}
+
 static int one_layer(const struct ropts *o, struct kvt_cache *c,
 		     const struct kvt_shape *s, struct kvt_rindex *idx,
-		     const struct queries *qs, uint32_t layer, struct totals *t)
+		     struct kvt_rindex_gpu *g, const struct queries *qs,
+		     uint32_t layer, struct totals *t)
 {
 	struct kvt_rindex_layer_info li;
 	kvt_rindex_layer_info(idx, layer, &li);
@@ -438,20 +493,22 @@ static int one_layer(const struct ropts *o, struct kvt_cache *c,
 	size_t per = (size_t)qs->n_q_heads * qs->n_queries * s->head_dim;
 	const float *q = qs->q + (qs->n_layers == 1 ? 0 : layer * per);
 	struct kvt_selection sel;
+	const char *where;
 	double t0 = now();
-	int rc = kvt_retrieve(idx, layer, &p, q, &sel);
+	int rc = select_layer(idx, g, layer, &p, q, &sel, &where);
 	double dt = now() - t0;
 	if (rc) {
 		fprintf(stderr, "kvtier retrieve: layer %u: %s%s\n", layer, kvt_strerror(rc),
 			rc == -EINVAL ? " (is the budget below the sink + recent blocks?)" : "");
 		return rc;
 	}
-	printf("layer %u: %u blocks, %lu of %lu tokens (%.1f%%), selected in %.3f ms\n",
+	printf("layer %u: %u blocks, %lu of %lu tokens (%.1f%%), selected%s in %.3f ms\n",
 	       layer, sel.n_blocks, (unsigned long)sel.n_tokens,
-	       (unsigned long)li.n_tokens, 100.0 * sel.n_tokens / li.n_tokens, dt * 1e3);
+	       (unsigned long)li.n_tokens, 100.0 * sel.n_tokens / li.n_tokens, where,
+	       dt * 1e3);
 	if (!o->quiet_blocks)
 		print_blocks(&sel);
-	rc = load(c, s, &sel);
+	rc = o->gpu_bytes ? reload(c, &sel) : load(c, s, &sel);
 	if (rc == 0 && o->quality)
 		rc = quality(o, c, s, idx, &p, q, &sel, t);
 	if (rc == 0 && o->quality && o->per_query)
@@ -496,6 +553,7 @@ static int run_cache(const struct ropts *o, struct kvt_cache *c)
 	struct kvt_cache_info info;
 	struct queries qs = {0};
 	struct kvt_rindex *idx = NULL;
+	struct kvt_rindex_gpu *g = NULL;
 	struct totals t = {0};
 	int rc = kvt_cache_get_info(c, &info);
 	const struct kvt_shape *s = &info.config.shape;
@@ -507,9 +565,14 @@ static int run_cache(const struct ropts *o, struct kvt_cache *c)
 		rc = load_queries(o->queries, s, &qs);
 	if (rc == 0)
 		rc = get_index(o, c, &idx);
+	if (rc == 0 && o->gpu_bytes && o->mode == KVT_RETRIEVE_QUEST) {
+		int g_rc = kvt_rindex_gpu_create(idx, &g);
+		if (g_rc)
+			printf("GPU selection: %s; selecting on the CPU\n", kvt_strerror(g_rc));
+	}
 	for (uint32_t l = 0; rc == 0 && l < s->n_layers; l++)
 		if (o->layer < 0 || o->layer == (long)l)
-			rc = one_layer(o, c, s, idx, &qs, l, &t);
+			rc = one_layer(o, c, s, idx, g, &qs, l, &t);
 	if (rc == 0 && t.layers > 1)
 		printf("mean over %u layers: recall %.4f (recent window %.4f, block oracle "
 		       "%.4f), output error %.4f\n", t.layers, t.recall / t.layers,
@@ -519,6 +582,7 @@ static int run_cache(const struct ropts *o, struct kvt_cache *c)
 		printf("mean over %u layers, one selection per query: recall %.4f (block "
 		       "oracle %.4f)\n", t.layers, t.pq_recall / t.layers,
 		       t.pq_oracle / t.layers);
+	kvt_rindex_gpu_free(g);
 	kvt_rindex_free(idx);
 	free(qs.q);
 	return rc ? 1 : 0;
@@ -535,6 +599,7 @@ int kvt_cmd_retrieve(int argc, char **argv)
 	struct kvt_cache *c;
 	kvt_store_config_init(&cfg);
 	cfg.data_dir = o.dir;
+	cfg.gpu_bytes = o.gpu_bytes;
 	if ((rc = kvt_store_open(&cfg, &st))) {
 		fprintf(stderr, "kvtier retrieve: %s: %s\n", o.dir, kvt_strerror(rc));
 		return 1;

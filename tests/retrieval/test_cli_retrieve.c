@@ -120,6 +120,31 @@ Test(cli_retrieve, finds_the_needle_and_reuses_the_stored_index)
 	cr_assert_gt(recall_of(out), 0.9, "%s", out);
 }
 
+/* Quest, with the blocks made resident by kvt_cache_reload (a GPU tier
+ * where a GPU is usable, host memory otherwise). */
+Test(cli_retrieve, quest_with_the_reload_path)
+{
+	char out[16384], args[2048];
+	snprintf(args, sizeof args, "--data-dir %s doc --queries %s --budget 0.05 "
+		 "--mode quest --gpu-bytes 64M", p("store"), p("q.npy"));
+	cr_assert_eq(run(out, sizeof out, args), 0, "%s", out);
+	char want[64];
+	snprintf(want, sizeof want, " %u-%u", NEEDLE / 16, (NEEDLE + 19) / 16);
+	cr_assert(strstr(out, want), "needle blocks%s missing: %s", want, out);
+	cr_assert(strstr(out, "quest: attention mass recall"), "%s", out);
+	cr_assert_gt(recall_of(out), 0.9, "%s", out);
+	cr_assert(strstr(out, "  reloaded "), "%s", out);
+	if (strstr(out, "selected on the GPU")) /* a device: blocks go there */
+		cr_assert(!strstr(out, " 0 in GPU memory"), "%s", out);
+	else
+		cr_assert(strstr(out, "GPU selection: ") && strstr(out, " 0 in GPU memory"),
+			  "%s", out);
+	snprintf(args, sizeof args, "--data-dir %s doc --queries %s --gpu-bytes 0",
+		 p("store"), p("q.npy"));
+	cr_assert_eq(run(out, sizeof out, args), 2, "%s", out);
+	cr_assert(strstr(out, "bad --gpu-bytes"), "%s", out);
+}
+
 Test(cli_retrieve, bad_input_is_reported)
 {
 	char out[16384], args[2048];
