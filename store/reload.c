@@ -44,6 +44,40 @@ static int check_blocks(const struct cache_rec *c, uint32_t layer,
 	return rc;
 }
 
+/* Largest host buffer a store keeps between reloads. */
+#define SPARE_MAX ((size_t)256 << 20)
+
+/* len bytes for a reload's host blocks: the store's spare when it is big
+ * enough, else fresh memory. Caller holds the lock. */
+static uint8_t *host_take(struct kvt_store *st, size_t len, size_t *got)
+{
+	if (st->reload_spare && st->reload_spare_len >= len) {
+		uint8_t *p = st->reload_spare;
+		*got = st->reload_spare_len;
+		st->reload_spare = NULL, st->reload_spare_len = 0;
+		return p;
+	}
+	*got = len;
+	return malloc(len ? len : 1);
+}
+
+/* Keeps a released reload's buffer as the spare (the larger one wins). */
+static void host_give(struct kvt_store *st, uint8_t *p, size_t len)
+{
+	if (p && len <= SPARE_MAX && len > st->reload_spare_len) {
+		free(st->reload_spare);
+		st->reload_spare = p, st->reload_spare_len = len;
+	} else {
+		free(p);
+	}
+}
+
+void kvt_reload_spare_free(struct kvt_store *st)
+{
+	free(st->reload_spare);
+	st->reload_spare = NULL, st->reload_spare_len = 0;
+}
+
 static void reload_free(struct kvt_reload *r)
 {
 	if (!r)
@@ -271,7 +305,7 @@ static int host_path(struct kvt_store *st, struct kvt_reload *r)
 	if (m == 0)
 		return 0;
 	uint8_t *scratch = malloc(bb);
-	r->host = malloc(m * bb);
+	r->host = host_take(st, m * bb, &r->host_len);
 	if (!scratch || !r->host) {
 		free(scratch);
 		return -ENOMEM;
@@ -383,6 +417,8 @@ void kvt_reload_release(struct kvt_reload *r)
 	pthread_mutex_lock(&st->lock);
 	unpin_all(st, r);
 	r->c->handles--;
+	host_give(st, r->host, r->host_len);
+	r->host = NULL;
 	pthread_mutex_unlock(&st->lock);
 	reload_free(r);
 }

@@ -247,6 +247,7 @@ static void free_store(struct kvt_store *st)
 	for (int t = 0; t < KVT_TIER_COUNT; t++)
 		kvt_tier_destroy(st->tier[t]);
 	kvt_gpu_dir_free(st);
+	kvt_reload_spare_free(st);
 	kvt_blocks_free(st);
 	if (st->lock_fd >= 0)
 		close(st->lock_fd);

@@ -104,6 +104,10 @@ struct kvt_store {
 	struct gpu_orphan *gpu_orphans;
 	size_t n_gpu_orphans, cap_gpu_orphans;
 	struct kvt_reload *gpu_inflight; /* whose GPU request is pending */
+	/* host memory of the last released reload, kept for the next one
+	 * (fresh pages cost more to fault in than the decode itself) */
+	uint8_t *reload_spare;
+	size_t reload_spare_len;
 	/* catalog names of metadata without a cache, found at open */
 	char **meta_orphans;
 	size_t n_meta_orphans;
@@ -128,6 +132,7 @@ struct kvt_reload {
 	struct reload_item *items;
 	struct kvt_reload_block *out;
 	uint8_t *host;       /* blocks decoded on the host path */
+	size_t host_len;     /* bytes of host */
 	uint32_t n_gpu;      /* items of the GPU request */
 	uint32_t *gpu_item;  /* GPU request index -> item */
 	int *gpu_res;        /* the GPU request's per-item results */
@@ -237,6 +242,9 @@ void kvt_gpu_window_leave_locked(struct kvt_store *st,
 
 /* Releases the GPU directory's own allocations. */
 void kvt_gpu_dir_free(struct kvt_store *st);
+
+/* Frees the spare host buffer kept between reloads (reload.c). */
+void kvt_reload_spare_free(struct kvt_store *st);
 
 /* ---- store.c */
 
