@@ -156,3 +156,33 @@ Test(reload, a_corrupt_block_fails_alone)
 	kvt_cache_close(c);
 	kvt_store_close(st);
 }
+
+/* A released reload's host memory serves the next one: reloads held at the
+ * same time never share it, and one bigger than the kept buffer still gets
+ * enough. */
+Test(reload, host_memory_is_reused_but_never_shared)
+{
+	struct kvt_store *st = ru_open(64 << 20, 0, 0);
+	struct kvt_cache *c = ru_cache(st, "c", KVT_CODEC_KIVI, 32, 100);
+	const uint32_t a[] = {0, 1}, b[] = {2, 3, 4}, all[] = {5, 4, 3, 2, 1, 0};
+	struct kvt_reload *ra, *rb;
+	const struct kvt_reload_block *ba, *bb;
+	size_t na, nb;
+	reload_and_check(c, 0, all, 6); /* leaves a spare of 6 blocks */
+	cr_assert_eq(kvt_cache_reload(c, 0, a, 2, NULL, &ra), 0);
+	cr_assert_eq(kvt_cache_reload(c, 1, b, 3, NULL, &rb), 0);
+	cr_assert_eq(kvt_reload_wait(ra, &ba, &na), 0);
+	cr_assert_eq(kvt_reload_wait(rb, &bb, &nb), 0);
+	ru_check(c, 0, ba, na, KVT_TIER_HOST);
+	ru_check(c, 1, bb, nb, KVT_TIER_HOST);
+	for (size_t i = 0; i < na; i++)
+		for (size_t j = 0; j < nb; j++)
+			cr_assert((const char *)ba[i].addr + ba[i].bytes <= (const char *)bb[j].addr ||
+				  (const char *)bb[j].addr + bb[j].bytes <= (const char *)ba[i].addr,
+				  "two held reloads share memory");
+	kvt_reload_release(ra);
+	kvt_reload_release(rb);
+	reload_and_check(c, 1, all, 6);
+	kvt_cache_close(c);
+	kvt_store_close(st);
+}
