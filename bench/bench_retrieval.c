@@ -17,10 +17,12 @@
 
 #define MAX_SIZES 4
 #define MAX_BUDGETS 8
-/* rows: the modes, the block oracle, Quest on the GPU */
-#define N_MODES (KVT_RETRIEVE_N_MODES + 2)
+/* rows: the modes, the block oracle, Quest and ClusterKV on the GPU */
+#define N_MODES (KVT_RETRIEVE_N_MODES + 3)
 #define ORACLE KVT_RETRIEVE_N_MODES
 #define QUEST_GPU (KVT_RETRIEVE_N_MODES + 1)
+#define CKV_GPU (KVT_RETRIEVE_N_MODES + 2)
+#define IS_GPU(m) ((m) == QUEST_GPU || (m) == CKV_GPU)
 
 struct opts {
 	struct synth syn;
@@ -256,7 +258,7 @@ static int build(const struct opts *o, struct layer_data *L)
 	       li.n_clusters, t, (double)o->syn.n_tokens / t);
 	int g = rc == 0 ? kvt_rindex_gpu_create(L->idx, &L->gpu) : 0;
 	if (g)
-		printf("  GPU: %s: Quest on the GPU not measured\n", kvt_strerror(g));
+		printf("  GPU: %s: selection on the GPU not measured\n", kvt_strerror(g));
 	return rc;
 }
 
@@ -292,8 +294,9 @@ static void report(const struct opts *o, const struct figures f[MAX_BUDGETS][N_M
 		for (int m = 0; m < N_MODES; m++) {
 			const struct figures *x = &f[b][m];
 			const char *name = m == QUEST_GPU ? "quest-gpu"
+					   : m == CKV_GPU ? "ckv-gpu"
 					   : kvt_retrieval_mode_name((enum kvt_retrieval_mode)m);
-			if (m == QUEST_GPU && x->tokens == 0)
+			if (IS_GPU(m) && x->tokens == 0)
 				continue; /* no GPU */
 			if (x->tokens < 0) {
 				printf("  %5.0f%%  %-10s (budget below the sink + recent window)\n",
@@ -321,14 +324,16 @@ static int run_trial(const struct opts *o, struct layer_data *L, unsigned trial,
 		for (int m = 0; m < N_MODES; m++) {
 			struct kvt_retrieve_params p;
 			struct figures f;
-			if (m == QUEST_GPU && !L->gpu)
+			if (IS_GPU(m) && !L->gpu)
 				continue;
 			kvt_retrieve_params_init(&p);
-			p.mode = m == QUEST_GPU ? KVT_RETRIEVE_QUEST : (enum kvt_retrieval_mode)m;
+			p.mode = m == QUEST_GPU ? KVT_RETRIEVE_QUEST
+				 : m == CKV_GPU ? KVT_RETRIEVE_CLUSTERKV
+						: (enum kvt_retrieval_mode)m;
 			p.n_q_heads = o->syn.n_q_heads, p.n_queries = o->queries;
 			p.budget_tokens = (uint64_t)(o->budgets[b] * (double)o->syn.n_tokens);
 			int rc = m == ORACLE ? oracle(o, L, p.budget_tokens, &f)
-					: timed_select(o, L, &p, m == QUEST_GPU, &f);
+					: timed_select(o, L, &p, IS_GPU(m), &f);
 			if (rc)
 				return rc;
 			struct figures *a = &acc[b][m];

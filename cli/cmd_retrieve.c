@@ -57,7 +57,7 @@ static void usage(FILE *f)
 		"  --gpu-bytes N     give the store a GPU tier of N bytes (e.g. 512M) and\n"
 		"                    make the blocks resident with kvt_cache_reload (on\n"
 		"                    the GPU when one is usable, else in host memory);\n"
-		"                    --mode quest then also selects on the GPU\n"
+		"                    quest and clusterkv then also select on the GPU\n"
 		"  --per-query       also select for each query vector on its own (as\n"
 		"                    at every decoding step) and report the mean recall\n"
 		"The index stored with the cache is used when present (and brought up\n"
@@ -460,13 +460,14 @@ static int reload(struct kvt_cache *c, const struct kvt_selection *sel)
 	return rc;
 }
 
-/* Quest with a GPU index selects on the GPU; everything else on the CPU. */
+/* Quest and ClusterKV with a GPU index select on the GPU; the others on
+ * the CPU. */
 static int select_layer(struct kvt_rindex *idx, struct kvt_rindex_gpu *g,
 			uint32_t layer, const struct kvt_retrieve_params *p,
 			const float *q, struct kvt_selection *sel, const char **where)
 {
 	*where = "";
-	if (g && p->mode == KVT_RETRIEVE_QUEST) {
+	if (g && (p->mode == KVT_RETRIEVE_QUEST || p->mode == KVT_RETRIEVE_CLUSTERKV)) {
 		*where = " on the GPU";
 		return kvt_retrieve_gpu(g, idx, layer, p, q, sel);
 	}
@@ -565,7 +566,8 @@ static int run_cache(const struct ropts *o, struct kvt_cache *c)
 		rc = load_queries(o->queries, s, &qs);
 	if (rc == 0)
 		rc = get_index(o, c, &idx);
-	if (rc == 0 && o->gpu_bytes && o->mode == KVT_RETRIEVE_QUEST) {
+	if (rc == 0 && o->gpu_bytes &&
+	    (o->mode == KVT_RETRIEVE_QUEST || o->mode == KVT_RETRIEVE_CLUSTERKV)) {
 		int g_rc = kvt_rindex_gpu_create(idx, &g);
 		if (g_rc)
 			printf("GPU selection: %s; selecting on the CPU\n", kvt_strerror(g_rc));

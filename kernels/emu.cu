@@ -162,7 +162,7 @@ extern "C" int kvt_emu_quest_keys(const struct kvt_quest_args *a)
 			a->lg[(size_t)r * a->n_frames + f] = quest_logit(a, qp, qn, r, f);
 	}
 	for (uint32_t r = 0; r < a->rows; r++)
-		row_stats(a, r, red, 0, 1);
+		quest_row_stats(a, r, red, 0, 1);
 	for (uint32_t b = 0; b < a->n_blocks; b++)
 		block_key(a, b);
 	return 0;
@@ -175,5 +175,24 @@ extern "C" int kvt_emu_select_top(const uint32_t *key, uint32_t n, uint32_t k,
 		return -EINVAL;
 	uint32_t red[1];
 	radix_select(key, n, k, sel, red, 0, 1);
+	return 0;
+}
+
+extern "C" int kvt_emu_clusterkv_keys(const struct kvt_ckv_args *a)
+{
+	if (!ckv_args_ok(a))
+		return -EINVAL;
+	float red[1];
+	for (uint32_t r = 0; r < a->rows; r++)
+		for (uint32_t c = 0; c < a->n_clusters; c++)
+			a->lg[(size_t)r * a->n_clusters + c] =
+				ckv_logit(a, a->q + (size_t)r * a->head_dim, r, c);
+	for (uint32_t r = 0; r < a->rows; r++)
+		ckv_row_stats(a, r, red, 0, 1);
+	for (uint32_t h = 0; h < a->n_kv_heads; h++)
+		for (uint32_t c = 0; c < a->n_clusters; c++)
+			ckv_weight(a, c, h);
+	for (uint32_t b = 0; b < a->n_blocks; b++)
+		ckv_block_key(a, b);
 	return 0;
 }

@@ -328,3 +328,10 @@ extern "C" int kvt_gpu_select_top(const uint32_t *key, uint32_t n, uint32_t k,
 	(void)s;
 	return kvt_emu_select_top(key, n, k, sel);
 }
+
+extern "C" int kvt_gpu_clusterkv_keys(const struct kvt_ckv_args *a,
+				      struct kvt_stream *s)
+{
+	(void)s;
+	return kvt_emu_clusterkv_keys(a);
+}

@@ -301,6 +301,35 @@ struct kvt_quest_args {
 int kvt_gpu_quest_keys(const struct kvt_quest_args *a, struct kvt_stream *s);
 
 /*
+ * The ClusterKV scores of retrieval.h on the GPU: for query rows r (as
+ * above), lg[r][c] = q[r] . mean[c][h] * scale (-inf for an empty
+ * cluster); per row the size-weighted softmax over clusters; w[c][h] = the
+ * per-token share of cluster c summed over head h's rows; block b's key
+ * (reversed, 0 when forced, as kvt_quest_args) = the sum of w over its
+ * tokens' clusters and the heads. Token t's cluster is (t / chunk_tokens)
+ * * k_chunk + assign[t][h]. Device pointers.
+ */
+struct kvt_ckv_args {
+	const float *q;            /* [rows][head_dim] */
+	uint32_t rows, rows_per_head;
+	const uint16_t *mean;      /* fp16 [n_clusters][n_kv_heads][head_dim] */
+	const uint32_t *ccount;    /* [n_clusters][n_kv_heads] */
+	const uint16_t *assign;    /* [n_tokens][n_kv_heads] */
+	uint32_t n_kv_heads, head_dim, n_clusters, k_chunk, chunk_tokens;
+	uint64_t n_tokens;
+	uint32_t block_tokens, n_blocks, sink_blocks, recent_first;
+	float scale;
+	float *lg;                 /* scratch: rows * n_clusters floats */
+	float *stats;              /* scratch: 2 * rows floats */
+	float *w;                  /* scratch: n_clusters * n_kv_heads floats */
+	uint32_t *key;             /* out: n_blocks keys */
+};
+
+/* Enqueues the four launches above. Errors: -EINVAL, KVT_ECUDA,
+ * KVT_ENOGPU. */
+int kvt_gpu_clusterkv_keys(const struct kvt_ckv_args *a, struct kvt_stream *s);
+
+/*
  * sel[i] = 1 for the k largest of key[0, n) (ties to the lower index), 0
  * for the others, by one thread block (radix select: no limit on k).
  * Device pointers; 1 <= k <= n. Errors: -EINVAL, KVT_ECUDA, KVT_ENOGPU.

@@ -122,3 +122,9 @@ int kvt_gpu_select_top(const uint32_t *key, uint32_t n, uint32_t k,
 	(void)key, (void)n, (void)k, (void)sel, (void)s;
 	return KVT_ENOGPU;
 }
+
+int kvt_gpu_clusterkv_keys(const struct kvt_ckv_args *a, struct kvt_stream *s)
+{
+	(void)a, (void)s;
+	return KVT_ENOGPU;
+}

@@ -20,7 +20,7 @@ static __global__ void quest_logits_kernel(struct kvt_quest_args a)
 static __global__ void row_stats_kernel(struct kvt_quest_args a)
 {
 	__shared__ float red[STATS_THREADS];
-	row_stats(&a, blockIdx.x, red, threadIdx.x, blockDim.x);
+	quest_row_stats(&a, blockIdx.x, red, threadIdx.x, blockDim.x);
 }
 
 static __global__ void block_key_kernel(struct kvt_quest_args a)
@@ -28,6 +28,40 @@ static __global__ void block_key_kernel(struct kvt_quest_args a)
 	const uint32_t b = blockIdx.x * blockDim.x + threadIdx.x;
 	if (b < a.n_blocks)
 		block_key(&a, b);
+}
+
+// Grid: x over clusters, y over query rows.
+static __global__ void ckv_logits_kernel(struct kvt_ckv_args a)
+{
+	extern __shared__ float qs[];
+	const uint32_t r = blockIdx.y, d = a.head_dim;
+	for (uint32_t e = threadIdx.x; e < d; e += blockDim.x)
+		qs[e] = a.q[(size_t)r * d + e];
+	__syncthreads();
+	const uint32_t c = blockIdx.x * blockDim.x + threadIdx.x;
+	if (c < a.n_clusters)
+		a.lg[(size_t)r * a.n_clusters + c] = ckv_logit(&a, qs, r, c);
+}
+
+static __global__ void ckv_row_stats_kernel(struct kvt_ckv_args a)
+{
+	__shared__ float red[STATS_THREADS];
+	ckv_row_stats(&a, blockIdx.x, red, threadIdx.x, blockDim.x);
+}
+
+// Grid: x over clusters, y over kv heads.
+static __global__ void ckv_weight_kernel(struct kvt_ckv_args a)
+{
+	const uint32_t c = blockIdx.x * blockDim.x + threadIdx.x;
+	if (c < a.n_clusters)
+		ckv_weight(&a, c, blockIdx.y);
+}
+
+static __global__ void ckv_block_key_kernel(struct kvt_ckv_args a)
+{
+	const uint32_t b = blockIdx.x * blockDim.x + threadIdx.x;
+	if (b < a.n_blocks)
+		ckv_block_key(&a, b);
 }
 
 static __global__ void select_kernel(const uint32_t *key, uint32_t n,
@@ -61,5 +95,27 @@ extern "C" int kvt_gpu_select_top(const uint32_t *key, uint32_t n, uint32_t k,
 	if (!key || !sel || k == 0 || k > n)
 		return -EINVAL;
 	select_kernel<<<1, RSEL_THREADS, 0, kvt_cu_stream(s)>>>(key, n, k, sel);
+	return kvt_cuda_launched();
+}
+
+extern "C" int kvt_gpu_clusterkv_keys(const struct kvt_ckv_args *a,
+				      struct kvt_stream *s)
+{
+	if (!ckv_args_ok(a))
+		return -EINVAL;
+	cudaStream_t st = kvt_cu_stream(s);
+	const uint32_t cb = (a->n_clusters + QUEST_THREADS - 1) / QUEST_THREADS;
+	ckv_logits_kernel<<<dim3(cb, a->rows), QUEST_THREADS,
+			    a->head_dim * sizeof(float), st>>>(*a);
+	int rc = kvt_cuda_launched();
+	if (rc)
+		return rc;
+	ckv_row_stats_kernel<<<a->rows, STATS_THREADS, 0, st>>>(*a);
+	if ((rc = kvt_cuda_launched()))
+		return rc;
+	ckv_weight_kernel<<<dim3(cb, a->n_kv_heads), QUEST_THREADS, 0, st>>>(*a);
+	if ((rc = kvt_cuda_launched()))
+		return rc;
+	ckv_block_key_kernel<<<(a->n_blocks + 255) / 256, 256, 0, st>>>(*a);
 	return kvt_cuda_launched();
 }

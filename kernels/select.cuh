@@ -62,14 +62,14 @@ KVT_HD_FN void tree_count(uint32_t *red, uint32_t tid, uint32_t nt)
 	}
 }
 
-// Max, then the cnt-weighted sum of exp(x - max), of one row of logits
-// into stats[2r], stats[2r + 1]; red holds nt floats of scratch.
-KVT_HD_FN void row_stats(const struct kvt_quest_args *a, uint32_t r, float *red,
-			 uint32_t tid, uint32_t nt)
+// Max, then the weighted sum of exp(x - max), of the n logits of row
+// (weights wt[i * ws]) into out[0], out[1]; red holds nt floats.
+KVT_HD_FN void row_stats(const float *row, uint32_t n, const uint32_t *wt,
+			 uint32_t ws, float *out, float *red, uint32_t tid,
+			 uint32_t nt)
 {
-	const float *row = a->lg + (size_t)r * a->n_frames;
 	float m = -INFINITY;
-	for (uint32_t f = tid; f < a->n_frames; f += nt)
+	for (uint32_t f = tid; f < n; f += nt)
 		m = row[f] > m ? row[f] : m;
 	red[tid] = m;
 	KVT_SYNC();
@@ -77,15 +77,24 @@ KVT_HD_FN void row_stats(const struct kvt_quest_args *a, uint32_t r, float *red,
 	m = red[0];
 	KVT_SYNC();
 	float z = 0.0f;
-	for (uint32_t f = tid; f < a->n_frames; f += nt)
-		z = KVT_FADD(z, KVT_FMUL((float)a->cnt[f], expf(KVT_FSUB(row[f], m))));
+	for (uint32_t f = tid; f < n; f += nt)
+		if (wt[(size_t)f * ws])
+			z = KVT_FADD(z, KVT_FMUL((float)wt[(size_t)f * ws],
+						 expf(KVT_FSUB(row[f], m))));
 	red[tid] = z;
 	KVT_SYNC();
 	tree_sum(red, tid, nt);
 	if (tid == 0) {
-		a->stats[2 * r] = m;
-		a->stats[2 * r + 1] = red[0];
+		out[0] = m;
+		out[1] = red[0];
 	}
+}
+
+KVT_HD_FN void quest_row_stats(const struct kvt_quest_args *a, uint32_t r,
+			       float *red, uint32_t tid, uint32_t nt)
+{
+	row_stats(a->lg + (size_t)r * a->n_frames, a->n_frames, a->cnt, 1,
+		  a->stats + 2 * r, red, tid, nt);
 }
 
 // Order-preserving map of a float to uint32 (NaN as -FLT_MAX, as the CPU
@@ -168,6 +177,81 @@ KVT_HD_FN void radix_select(const uint32_t *key, uint32_t n, uint32_t k,
 	for (uint32_t i = tid; i < n; i += nt)
 		sel[i] = key[i] > t || (key[i] == t && i <= lim) ? 1 : 0;
 	KVT_SYNC();
+}
+
+// ---- ClusterKV
+
+// Row r's logit for cluster c: q . mean / sqrt(d); -inf for an empty one.
+KVT_HD_FN float ckv_logit(const struct kvt_ckv_args *a, const float *q,
+			  uint32_t r, uint32_t c)
+{
+	const uint32_t h = r / a->rows_per_head;
+	const size_t g = (size_t)c * a->n_kv_heads + h;
+	if (a->ccount[g] == 0)
+		return -INFINITY;
+	const uint16_t *mu = a->mean + g * a->head_dim;
+	float s = 0.0f;
+	for (uint32_t e = 0; e < a->head_dim; e++)
+		s = KVT_FADD(s, KVT_FMUL(q[e], h2f(mu[e])));
+	return KVT_FMUL(s, a->scale);
+}
+
+KVT_HD_FN void ckv_row_stats(const struct kvt_ckv_args *a, uint32_t r,
+			     float *red, uint32_t tid, uint32_t nt)
+{
+	const uint32_t h = r / a->rows_per_head;
+	row_stats(a->lg + (size_t)r * a->n_clusters, a->n_clusters,
+		  a->ccount + h, a->n_kv_heads, a->stats + 2 * r, red, tid, nt);
+}
+
+// Per-token attention estimate of cluster c for head h, summed over the
+// head's rows: w[c][h] = sum_j exp(lg - max_j) / z_j.
+KVT_HD_FN void ckv_weight(const struct kvt_ckv_args *a, uint32_t c, uint32_t h)
+{
+	const size_t g = (size_t)c * a->n_kv_heads + h;
+	float w = 0.0f;
+	for (uint32_t j = 0; a->ccount[g] && j < a->rows_per_head; j++) {
+		const uint32_t r = h * a->rows_per_head + j;
+		const float m = a->stats[2 * r], z = a->stats[2 * r + 1];
+		const float e = expf(KVT_FSUB(a->lg[(size_t)r * a->n_clusters + c], m));
+		w = KVT_FADD(w, z > 0.0f ? KVT_FDIV(e, z) : 0.0f);
+	}
+	a->w[g] = w;
+}
+
+// Block b's key: the weights of its tokens' clusters summed over tokens and
+// heads (reversed and 0 for forced blocks, as block_key).
+KVT_HD_FN void ckv_block_key(const struct kvt_ckv_args *a, uint32_t b)
+{
+	uint32_t k = 0;
+	if (b >= a->sink_blocks && b < a->recent_first) {
+		const uint64_t t0 = (uint64_t)b * a->block_tokens;
+		const uint64_t t1 = t0 + a->block_tokens < a->n_tokens
+					    ? t0 + a->block_tokens : a->n_tokens;
+		const uint32_t H = a->n_kv_heads;
+		float s = 0.0f;
+		for (uint64_t t = t0; t < t1; t++) {
+			const size_t c0 = (size_t)(t / a->chunk_tokens) * a->k_chunk;
+			for (uint32_t h = 0; h < H; h++)
+				s = KVT_FADD(s, a->w[(c0 + a->assign[t * H + h]) * H + h]);
+		}
+		k = ord_key(s);
+	}
+	a->key[a->n_blocks - 1 - b] = k;
+}
+
+static inline int ckv_args_ok(const struct kvt_ckv_args *a)
+{
+	return a && a->q && a->mean && a->ccount && a->assign && a->lg &&
+	       a->stats && a->w && a->key && a->rows && a->rows_per_head &&
+	       a->rows / a->rows_per_head == a->n_kv_heads &&
+	       a->rows % a->rows_per_head == 0 && a->rows <= 65535 &&
+	       a->head_dim && a->head_dim <= 4096 && a->n_clusters && a->k_chunk &&
+	       a->chunk_tokens && a->block_tokens && a->n_tokens &&
+	       a->n_blocks == (a->n_tokens + a->block_tokens - 1) / a->block_tokens &&
+	       (a->n_tokens + a->chunk_tokens - 1) / a->chunk_tokens * a->k_chunk >=
+		       a->n_clusters &&
+	       a->sink_blocks <= a->recent_first && a->recent_first <= a->n_blocks;
 }
 
 static inline int quest_args_ok(const struct kvt_quest_args *a)

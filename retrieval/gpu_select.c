@@ -1,7 +1,8 @@
 /*
- * gpu_select.c - kvt_retrieve_gpu: Quest selection with the scoring and the
- * top-k on the GPU (kernels/select.cu), over a device copy of the index's
- * frame bounds that follows the host index layer by layer.
+ * gpu_select.c - kvt_retrieve_gpu: Quest (here) and ClusterKV (gpu_ckv.c)
+ * selection with the scoring and the top-k on the GPU (kernels/select.cu),
+ * over a device copy of the index that follows the host index layer by
+ * layer.
  *
  * Per layer the device keeps hi, lo (fp16 [cap][H][d]) and cnt ([cap]):
  * complete frames are uploaded once, when first seen closed; the open
@@ -16,31 +17,9 @@
 
 #include "half.h"
 #include "kvt_kernels.h"
-#include "rindex_internal.h"
+#include "gpu_internal.h"
 
-struct glayer {
-	uint16_t *hi, *lo; /* device */
-	uint32_t *cnt;     /* device */
-	uint32_t cap;      /* frames */
-	uint32_t closed;   /* complete frames uploaded */
-};
-
-/* A device buffer that only grows; its content is not kept. */
-struct dbuf {
-	void *p;
-	size_t cap;
-};
-
-struct kvt_rindex_gpu {
-	struct kvt_stream *s;
-	struct kvt_shape shape;
-	struct glayer *layers;
-	struct dbuf q, lg, stats, key, sel; /* device scratch */
-	void *host;                         /* pinned staging */
-	size_t host_cap;
-};
-
-static int dbuf_need(struct dbuf *b, size_t len)
+int kvt_rg_dbuf_need(struct dbuf *b, size_t len)
 {
 	if (len <= b->cap)
 		return 0;
@@ -52,7 +31,7 @@ static int dbuf_need(struct dbuf *b, size_t len)
 	return rc;
 }
 
-static int host_need(struct kvt_rindex_gpu *g, size_t len)
+int kvt_rg_host_need(struct kvt_rindex_gpu *g, size_t len)
 {
 	if (len <= g->host_cap)
 		return 0;
@@ -95,8 +74,11 @@ void kvt_rindex_gpu_free(struct kvt_rindex_gpu *g)
 		kvt_gpu_free(g->layers[i].hi);
 		kvt_gpu_free(g->layers[i].lo);
 		kvt_gpu_free(g->layers[i].cnt);
+		kvt_gpu_free(g->layers[i].mean);
+		kvt_gpu_free(g->layers[i].ccount);
+		kvt_gpu_free(g->layers[i].assign);
 	}
-	struct dbuf *bufs[] = {&g->q, &g->lg, &g->stats, &g->key, &g->sel};
+	struct dbuf *bufs[] = {&g->q, &g->lg, &g->stats, &g->key, &g->sel, &g->w};
 	for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
 		kvt_gpu_free(bufs[i]->p);
 	kvt_gpu_host_free(g->host);
@@ -108,8 +90,8 @@ void kvt_rindex_gpu_free(struct kvt_rindex_gpu *g)
 /* ---------------------------------------------------------------- upload */
 
 /* Moves *p (elem bytes x old items, device) into a new buffer of cap items. */
-static int regrow(struct kvt_rindex_gpu *g, void **p, size_t elem, uint32_t old,
-		  uint32_t cap)
+int kvt_rg_regrow(struct kvt_rindex_gpu *g, void **p, size_t elem, size_t old,
+		  size_t cap)
 {
 	void *n;
 	int rc = kvt_gpu_malloc((size_t)cap * elem, &n);
@@ -136,11 +118,11 @@ static int layer_reserve(struct kvt_rindex_gpu *g, struct glayer *gl,
 	while (cap < frames)
 		cap = cap > UINT32_MAX / 2 ? frames : cap * 2;
 	/* what is on the device stays: frames [0, closed) and their sizes */
-	int rc = regrow(g, (void **)&gl->hi, row, gl->closed, cap);
+	int rc = kvt_rg_regrow(g, (void **)&gl->hi, row, gl->closed, cap);
 	if (rc == 0)
-		rc = regrow(g, (void **)&gl->lo, row, gl->closed, cap);
+		rc = kvt_rg_regrow(g, (void **)&gl->lo, row, gl->closed, cap);
 	if (rc == 0)
-		rc = regrow(g, (void **)&gl->cnt, 4, gl->closed, cap);
+		rc = kvt_rg_regrow(g, (void **)&gl->cnt, 4, gl->closed, cap);
 	if (rc == 0)
 		gl->cap = cap;
 	return rc;
@@ -194,37 +176,41 @@ static int layer_sync(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
 
 /* ---------------------------------------------------------------- select */
 
-struct request {
-	uint32_t rows, per_head, nf, nb;
-	uint64_t k;
-};
-
-/* Scratch and staging for a request. */
-static int scratch(struct kvt_rindex_gpu *g, const struct request *r)
+/* Scratch and staging for a request; r->nf counts frames (Quest) or
+ * clusters (ClusterKV), extra the staging the mode's sync needs. */
+static int scratch(struct kvt_rindex_gpu *g, const struct request *r,
+		   size_t extra)
 {
-	size_t d = g->shape.head_dim, row = (size_t)g->shape.n_kv_heads * d;
+	size_t d = g->shape.head_dim, H = g->shape.n_kv_heads;
 	size_t qb = 2 * (size_t)r->rows * d * sizeof(float);
-	size_t stage = qb > 4 * row ? qb : 4 * row;
+	size_t stage = qb > extra ? qb : extra;
 	stage = stage > r->nb ? stage : r->nb;
-	int rc = dbuf_need(&g->q, qb);
+	int rc = kvt_rg_dbuf_need(&g->q, qb);
 	if (rc == 0)
-		rc = dbuf_need(&g->lg, (size_t)r->rows * r->nf * sizeof(float));
+		rc = kvt_rg_dbuf_need(&g->w, (size_t)r->nf * H * sizeof(float));
 	if (rc == 0)
-		rc = dbuf_need(&g->stats, 2 * (size_t)r->rows * sizeof(float));
+		rc = kvt_rg_dbuf_need(&g->lg, (size_t)r->rows * r->nf * sizeof(float));
 	if (rc == 0)
-		rc = dbuf_need(&g->key, (size_t)r->nb * 4);
+		rc = kvt_rg_dbuf_need(&g->stats, 2 * (size_t)r->rows * sizeof(float));
 	if (rc == 0)
-		rc = dbuf_need(&g->sel, r->nb);
-	return rc ? rc : host_need(g, stage);
+		rc = kvt_rg_dbuf_need(&g->key, (size_t)r->nb * 4);
+	if (rc == 0)
+		rc = kvt_rg_dbuf_need(&g->sel, r->nb);
+	return rc ? rc : kvt_rg_host_need(g, stage);
 }
 
-/* Query rows (q's own order: kv head, then its group's vectors) split into
- * positive and negative parts in staging, then uploaded. */
+/* Query rows (q's own order: kv head, then its group's vectors) into
+ * staging, then uploaded: as they are (ClusterKV) or split into positive
+ * and negative parts (Quest). */
 static int upload_queries(struct kvt_rindex_gpu *g, const float *q,
-			  const struct request *r)
+			  const struct request *r, int split)
 {
 	size_t n = (size_t)r->rows * g->shape.head_dim;
 	float *qp = g->host, *qn = qp + n;
+	if (!split) {
+		memcpy(qp, q, n * sizeof *qp);
+		return kvt_gpu_copy_async(g->q.p, g->host, n * sizeof(float), g->s);
+	}
 	for (size_t i = 0; i < n; i++) {
 		qp[i] = q[i] > 0 ? q[i] : 0.0f;
 		qn[i] = q[i] < 0 ? q[i] : 0.0f;
@@ -232,10 +218,11 @@ static int upload_queries(struct kvt_rindex_gpu *g, const float *q,
 	return kvt_gpu_copy_async(g->q.p, g->host, 2 * n * sizeof(float), g->s);
 }
 
-static int run_kernels(struct kvt_rindex_gpu *g, uint32_t layer,
-		       const struct kvt_rt_layout *lay,
-		       const struct kvt_retrieve_params *p,
-		       const struct request *r, uint32_t frame_blocks)
+/* Quest block keys into g->key. */
+static int quest_keys(struct kvt_rindex_gpu *g, uint32_t layer,
+		      const struct kvt_rt_layout *lay,
+		      const struct kvt_retrieve_params *p, const struct request *r,
+		      uint32_t frame_blocks)
 {
 	const struct glayer *gl = &g->layers[layer];
 	float *qp = g->q.p;
@@ -251,7 +238,17 @@ static int run_kernels(struct kvt_rindex_gpu *g, uint32_t layer,
 		.lg = g->lg.p, .stats = g->stats.p, .key = g->key.p};
 	if (a.sink_blocks > a.recent_first)
 		a.sink_blocks = a.recent_first; /* overlapping sink and window */
-	int rc = kvt_gpu_quest_keys(&a, g->s);
+	return kvt_gpu_quest_keys(&a, g->s);
+}
+
+/* The mode's keys, the top k of them, the flags back to staging. */
+static int run_kernels(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
+		       uint32_t layer, const struct kvt_rt_layout *lay,
+		       const struct kvt_retrieve_params *p, const struct request *r)
+{
+	int rc = p->mode == KVT_RETRIEVE_QUEST
+			 ? quest_keys(g, layer, lay, p, r, x->cfg.frame_blocks)
+			 : kvt_rg_ckv_keys(g, x, layer, lay, p, r);
 	if (rc == 0)
 		rc = kvt_gpu_select_top(g->key.p, r->nb, (uint32_t)r->k, g->sel.p, g->s);
 	if (rc == 0)
@@ -277,6 +274,7 @@ static int select_gpu(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
 		      uint32_t layer, const struct kvt_retrieve_params *p,
 		      const float *q, const struct kvt_rt_layout *lay, uint8_t *sel)
 {
+	int quest = p->mode == KVT_RETRIEVE_QUEST;
 	if (lay->n <= p->budget_tokens) {
 		memset(sel, 1, lay->nb);
 		return 0;
@@ -287,18 +285,21 @@ static int select_gpu(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
 	for (uint32_t b = 0; b < lay->nb; b++)
 		free_b += !sel[b];
 	uint64_t left = p->budget_tokens - forced, k = left / lay->bt;
+	const struct rlayer *l = &x->layers[layer];
 	struct request r = {p->n_q_heads * p->n_queries,
 			    (p->n_q_heads / x->shape.n_kv_heads) * p->n_queries,
-			    x->layers[layer].n_frames, lay->nb, k < free_b ? k : free_b};
+			    quest ? l->n_frames : l->n_clusters, lay->nb,
+			    k < free_b ? k : free_b};
 	if (r.k == 0)
 		return 0;
-	int rc = scratch(g, &r);
+	size_t row = (size_t)x->shape.n_kv_heads * x->shape.head_dim;
+	int rc = scratch(g, &r, quest ? 4 * row : kvt_rg_ckv_staging(x, layer));
 	if (rc == 0)
-		rc = layer_sync(g, x, layer);
+		rc = quest ? layer_sync(g, x, layer) : kvt_rg_ckv_sync(g, x, layer);
 	if (rc == 0)
-		rc = upload_queries(g, q, &r);
+		rc = upload_queries(g, q, &r, quest);
 	if (rc == 0)
-		rc = run_kernels(g, layer, lay, p, &r, x->cfg.frame_blocks);
+		rc = run_kernels(g, x, layer, lay, p, &r);
 	if (rc == 0)
 		take_picks(g, lay, sel, left);
 	return rc;
@@ -312,7 +313,7 @@ int kvt_retrieve_gpu(struct kvt_rindex_gpu *g, const struct kvt_rindex *idx,
 	    kvt_rt_params_check(idx, p) ||
 	    memcmp(&g->shape, &idx->shape, sizeof g->shape))
 		return -EINVAL;
-	if (p->mode != KVT_RETRIEVE_QUEST)
+	if (p->mode != KVT_RETRIEVE_QUEST && p->mode != KVT_RETRIEVE_CLUSTERKV)
 		return -EOPNOTSUPP;
 	if (p->n_q_heads * p->n_queries > 65535)
 		return -EINVAL;

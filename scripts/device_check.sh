@@ -84,7 +84,7 @@ echo "== bench_kernels (the store's default block: 8x16x128 fp16, group 16)"
 echo "== bench_reload --gpu (the store's kvt_cache_reload into the GPU tier, KIVI-2 and raw)"
 "$B/bench/bench_reload" --gpu --blocks 4096 || status=1
 "$B/bench/bench_reload" --gpu --blocks 4096 --codec raw || status=1
-echo "== bench_retrieval (Quest selection on the GPU next to the CPU modes, 32k and 128k tokens)"
+echo "== bench_retrieval (Quest and ClusterKV selection on the GPU next to the CPU modes, 32k and 128k tokens)"
 "$B/bench/bench_retrieval" --trials 1 --reps 20 || status=1
 echo "device_check: done in $(( $(date +%s) - t0 )) s, status $status"
 exit $status

@@ -267,12 +267,13 @@ void kvt_selection_free(struct kvt_selection *sel);
 /* ---------------------------------------------------------------- on the GPU */
 
 /*
- * A copy of an index's Quest frame bounds in GPU memory, and Quest
- * selection run there (kernels/select.cu: bound logits, per-row softmax,
- * block masses, an exact radix top-k in one thread block). Without CUDA,
- * or without a usable device, kvt_rindex_gpu_create returns KVT_ENOGPU and
- * callers use kvt_retrieve. The object owns a CUDA stream and device
- * memory; one call at a time per object.
+ * A copy of an index in GPU memory (Quest frame bounds; ClusterKV cluster
+ * means, sizes and per-token cluster ids), and selection run there
+ * (kernels/select.cu: logits, per-row softmax, block masses, an exact
+ * radix top-k in one thread block). Without CUDA, or without a usable
+ * device, kvt_rindex_gpu_create returns KVT_ENOGPU and callers use
+ * kvt_retrieve. The object owns a CUDA stream and device memory; one call
+ * at a time per object.
  * Errors of create: -EINVAL, KVT_ENOGPU, -ENOMEM, KVT_ECUDA. On success
  * *out is released with kvt_rindex_gpu_free (NULL is a no-op).
  */
@@ -283,16 +284,19 @@ int kvt_rindex_gpu_create(const struct kvt_rindex *idx,
 void kvt_rindex_gpu_free(struct kvt_rindex_gpu *g);
 
 /*
- * kvt_retrieve in mode KVT_RETRIEVE_QUEST with the scoring and the top-k on
- * the GPU: first uploads the layer's frames completed since the last call
- * (and the open frame's bounds), then q (host memory, kvt_retrieve's
- * layout). Same rules and result as kvt_retrieve, except that blocks whose
- * scores differ only in the last bits (the GPU sums in another order) may
- * be swapped. Synchronous. idx must be the index g was made for (same
- * shape), its layer not changed during the call.
- * Errors: those of kvt_retrieve; -EOPNOTSUPP (another mode), -EINVAL
- * (also: n_q_heads x n_queries over 65535), -ENOMEM (device or host
- * memory), KVT_ECUDA, KVT_ENOGPU.
+ * kvt_retrieve in mode KVT_RETRIEVE_QUEST or KVT_RETRIEVE_CLUSTERKV with
+ * the scoring and the top-k on the GPU: first uploads what the layer's
+ * index gained since the last call (closed frames / clusters and tokens
+ * once; the open frame's bounds, the open chunk's clusters and ids every
+ * call), then q (host memory, kvt_retrieve's layout). Same rules and
+ * result as kvt_retrieve, except that blocks whose scores differ only in
+ * the last bits (another summation order, the device's expf, the open
+ * chunk's means rounded to fp16) may be swapped. Synchronous. idx must be
+ * the index g was made for (same shape), its layer not changed during the
+ * call.
+ * Errors: those of kvt_retrieve; -EOPNOTSUPP (ReKV or the recent
+ * baseline), -EINVAL (also: n_q_heads x n_queries over 65535), -ENOMEM
+ * (device or host memory), KVT_ECUDA, KVT_ENOGPU.
  */
 int kvt_retrieve_gpu(struct kvt_rindex_gpu *g, const struct kvt_rindex *idx,
 		     uint32_t layer, const struct kvt_retrieve_params *p,

@@ -1,4 +1,4 @@
-/* test_retrieve_gpu.c - Quest selection on the GPU (kvt_retrieve_gpu)
+/* test_retrieve_gpu.c - Quest and ClusterKV selection on the GPU (kvt_retrieve_gpu)
  * against the CPU's kvt_retrieve, and the radix top-k kernel against a
  * sort. Linked with the real kernels it runs on a device and skips
  * without one; linked with kvt_kernels_fake (host memory, kernel bodies
@@ -58,7 +58,10 @@ static uint16_t *slice(const struct fixture *f, uint64_t first, uint32_t n)
 	return s;
 }
 
-/* GPU and CPU selections of the same request are the same blocks. */
+/* GPU and CPU selections of the same request are the same blocks, up to
+ * a few swaps at the margin: the device's expf and summation order differ
+ * from the CPU's in the last bits, so near-ties may go the other way (none
+ * do under the test double, which runs the kernels' code on this CPU). */
 static void same_selection(struct kvt_rindex_gpu *g, struct kvt_rindex *x,
 			   const struct kvt_retrieve_params *p, const float *q)
 {
@@ -66,24 +69,42 @@ static void same_selection(struct kvt_rindex_gpu *g, struct kvt_rindex *x,
 	cr_assert_eq(kvt_retrieve(x, 0, p, q, &a), 0);
 	int rc = kvt_retrieve_gpu(g, x, 0, p, q, &b);
 	cr_assert_eq(rc, 0, "kvt_retrieve_gpu: %s", kvt_strerror(rc));
-	cr_assert_eq(a.n_blocks, b.n_blocks, "budget %lu: %u vs %u blocks",
-		     (unsigned long)p->budget_tokens, a.n_blocks, b.n_blocks);
-	cr_assert_eq(a.n_tokens, b.n_tokens);
 	cr_assert_eq(a.total_tokens, b.total_tokens);
-	uint32_t differ = 0;
-	for (uint32_t i = 0; i < a.n_blocks; i++)
-		differ += a.blocks[i] != b.blocks[i];
-	cr_assert_eq(differ, 0, "budget %lu, %u queries: %u of %u blocks differ",
-		     (unsigned long)p->budget_tokens, p->n_queries, differ, a.n_blocks);
+	cr_assert_leq(b.n_tokens, p->budget_tokens < a.total_tokens ? p->budget_tokens
+								    : a.total_tokens);
+	uint32_t common = 0;
+	for (uint32_t i = 0, j = 0; i < a.n_blocks && j < b.n_blocks;)
+		if (a.blocks[i] == b.blocks[j])
+			common++, i++, j++;
+		else if (a.blocks[i] < b.blocks[j])
+			i++;
+		else
+			j++;
+	uint32_t missing = a.n_blocks - common, slack = 1 + a.n_blocks / 100;
+#ifdef KVT_TEST_EXACT /* the test double: exact agreement on these keys */
+	slack = 0;
+#endif
+	cr_assert_leq(missing, slack, "%s budget %lu, %u queries: %u of %u blocks differ",
+		      kvt_retrieval_mode_name(p->mode), (unsigned long)p->budget_tokens,
+		      p->n_queries, missing, a.n_blocks);
+	cr_assert_leq(b.n_blocks, a.n_blocks + slack);
 	kvt_selection_free(&a);
 	kvt_selection_free(&b);
 }
 
-static void params(struct kvt_retrieve_params *p, uint32_t nq, uint64_t budget)
+static enum kvt_retrieval_mode gpu_modes[] = {KVT_RETRIEVE_QUEST, KVT_RETRIEVE_CLUSTERKV};
+
+static void params_mode(struct kvt_retrieve_params *p, enum kvt_retrieval_mode m,
+			uint32_t nq, uint64_t budget)
 {
 	kvt_retrieve_params_init(p);
-	p->mode = KVT_RETRIEVE_QUEST, p->n_q_heads = 8, p->n_queries = nq;
+	p->mode = m, p->n_q_heads = 8, p->n_queries = nq;
 	p->budget_tokens = budget;
+}
+
+static void params(struct kvt_retrieve_params *p, uint32_t nq, uint64_t budget)
+{
+	params_mode(p, KVT_RETRIEVE_QUEST, nq, budget);
 }
 
 Test(retrieve_gpu, matches_the_cpu_selection)
@@ -97,12 +118,13 @@ Test(retrieve_gpu, matches_the_cpu_selection)
 	cr_assert_eq(kvt_rindex_add(x, 0, f.k, 16384), 0);
 	cr_assert_eq(kvt_rindex_gpu_create(x, &g), 0);
 	uint64_t budgets[] = {16384 / 20, 16384 / 10, 16384 / 5, 16384};
-	for (size_t i = 0; i < sizeof budgets / sizeof *budgets; i++)
-		for (uint32_t nq = 1; nq <= 3; nq += 2) {
-			struct kvt_retrieve_params p;
-			params(&p, nq, budgets[i]);
-			same_selection(g, x, &p, f.q);
-		}
+	for (int m = 0; m < 2; m++)
+		for (size_t i = 0; i < sizeof budgets / sizeof *budgets; i++)
+			for (uint32_t nq = 1; nq <= 3; nq += 2) {
+				struct kvt_retrieve_params p;
+				params_mode(&p, gpu_modes[m], nq, budgets[i]);
+				same_selection(g, x, &p, f.q);
+			}
 	kvt_rindex_gpu_free(g);
 	kvt_rindex_free(x);
 	fixture_free(&f);
@@ -130,9 +152,11 @@ Test(retrieve_gpu, follows_a_growing_index)
 		cr_assert_eq(kvt_rindex_add(x, 0, s, pieces[i]), 0);
 		free(s);
 		at += pieces[i];
-		struct kvt_retrieve_params p;
-		params(&p, 1, at / 10 > 200 ? at / 10 : 200);
-		same_selection(g, x, &p, f.q);
+		for (int m = 0; m < 2; m++) {
+			struct kvt_retrieve_params p;
+			params_mode(&p, gpu_modes[m], 1, at / 10 > 200 ? at / 10 : 200);
+			same_selection(g, x, &p, f.q);
+		}
 	}
 	kvt_rindex_gpu_free(g);
 	kvt_rindex_free(x);
@@ -153,7 +177,7 @@ Test(retrieve_gpu, bad_requests)
 	params(&p, 1, 400);
 	cr_assert_eq(kvt_retrieve_gpu(g, x, 0, &p, f.q, &s), KVT_ENOTFOUND);
 	cr_assert_eq(kvt_rindex_add(x, 0, f.k, 2000), 0);
-	p.mode = KVT_RETRIEVE_CLUSTERKV;
+	p.mode = KVT_RETRIEVE_REKV;
 	cr_assert_eq(kvt_retrieve_gpu(g, x, 0, &p, f.q, &s), -EOPNOTSUPP);
 	params(&p, 1, 100); /* below sink 16 + recent 128 */
 	cr_assert_eq(kvt_retrieve_gpu(g, x, 0, &p, f.q, &s), -EINVAL);
