@@ -9,6 +9,7 @@
 #include "kivi_quant.cuh"
 #include "score.cuh"
 #include "select.cuh"
+#include "attn.cuh"
 #include "zip_dequant.cuh"
 #include "zip_quant.cuh"
 
@@ -194,5 +195,15 @@ extern "C" int kvt_emu_clusterkv_keys(const struct kvt_ckv_args *a)
 			ckv_weight(a, c, h);
 	for (uint32_t b = 0; b < a->n_blocks; b++)
 		ckv_block_key(a, b);
+	return 0;
+}
+
+extern "C" int kvt_emu_attn_blocks(const struct kvt_attn_args *a)
+{
+	if (!attn_args_ok(a))
+		return -EINVAL;
+	float red[1];
+	for (uint32_t r = 0; r < a->n_q_heads * a->n_queries; r++)
+		attn_row(a, r, red, 0, 1);
 	return 0;
 }

@@ -45,6 +45,7 @@ int kvt_emu_score_topk(const float *q, uint32_t sets, uint32_t nq,
 /* kvt_gpu_quest_keys and kvt_gpu_select_top on host arrays. */
 int kvt_emu_quest_keys(const struct kvt_quest_args *a);
 int kvt_emu_clusterkv_keys(const struct kvt_ckv_args *a);
+int kvt_emu_attn_blocks(const struct kvt_attn_args *a);
 int kvt_emu_select_top(const uint32_t *key, uint32_t n, uint32_t k,
 		       uint8_t *sel);
 

@@ -335,3 +335,10 @@ extern "C" int kvt_gpu_clusterkv_keys(const struct kvt_ckv_args *a,
 	(void)s;
 	return kvt_emu_clusterkv_keys(a);
 }
+
+extern "C" int kvt_gpu_attn_blocks(const struct kvt_attn_args *a,
+				   struct kvt_stream *s)
+{
+	(void)s;
+	return kvt_emu_attn_blocks(a);
+}

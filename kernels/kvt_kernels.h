@@ -337,6 +337,32 @@ int kvt_gpu_clusterkv_keys(const struct kvt_ckv_args *a, struct kvt_stream *s);
 int kvt_gpu_select_top(const uint32_t *key, uint32_t n, uint32_t k,
 		       uint8_t *sel, struct kvt_stream *s);
 
+/* ---------------------------------------------------------------- reference attention */
+
+/*
+ * softmax(q K^T * scale) V for every q head and query vector over the
+ * valid tokens of n_blocks raw blocks (K[head][token][dim] then V, dtype),
+ * block b at blocks[b] with first[b + 1] - first[b] valid tokens (first:
+ * n_blocks + 1 prefix sums, first[0] = 0, first[n_blocks] = n_tokens). GQA:
+ * q head j reads kv head j / (n_q_heads / n_kv_heads). One thread block per
+ * (q head, query). Device pointers (blocks: a device array of device
+ * pointers); q, out [n_q_heads][n_queries][head_dim] fp32; scores:
+ * n_q_heads * n_queries * n_tokens floats of scratch. Errors: -EINVAL,
+ * KVT_ECUDA, KVT_ENOGPU.
+ */
+struct kvt_attn_args {
+	const float *q;
+	uint32_t n_q_heads, n_queries, n_kv_heads, head_dim, block_tokens;
+	uint32_t dtype;            /* enum kvt_dtype */
+	const void *const *blocks;
+	const uint32_t *first;
+	uint32_t n_blocks, n_tokens;
+	float scale;
+	float *scores, *out;
+};
+
+int kvt_gpu_attn_blocks(const struct kvt_attn_args *a, struct kvt_stream *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -128,3 +128,9 @@ int kvt_gpu_clusterkv_keys(const struct kvt_ckv_args *a, struct kvt_stream *s)
 	(void)a, (void)s;
 	return KVT_ENOGPU;
 }
+
+int kvt_gpu_attn_blocks(const struct kvt_attn_args *a, struct kvt_stream *s)
+{
+	(void)a, (void)s;
+	return KVT_ENOGPU;
+}

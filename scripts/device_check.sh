@@ -40,13 +40,13 @@ cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVT_CUDA=ON \
   { cat "$B/configure.log"; echo "device_check: configure failed"; exit 1; }
 tests="test_kernels test_kernels_emu test_gpu_tier test_contract_gpu test_contract_host test_kivi
   test_kernels_fake test_gpu_tier_fake test_contract_gpu_fake test_store_reload_gpu
-  test_store_reload_gpu_fake test_retrieve_gpu test_retrieve_gpu_fake"
+  test_store_reload_gpu_fake test_retrieve_gpu test_retrieve_gpu_fake test_attn_gpu test_attn_gpu_fake"
 cmake --build "$B" -j"$(nproc)" --target $tests bench_kernels bench_retrieval bench_reload ||
   { echo "device_check: build failed"; exit 1; }
 echo "device_check: built in $(( $(date +%s) - t0 )) s"
 
 status=0
-for t in test_kernels test_gpu_tier test_contract_gpu test_store_reload_gpu test_retrieve_gpu; do
+for t in test_kernels test_gpu_tier test_contract_gpu test_store_reload_gpu test_retrieve_gpu test_attn_gpu; do
   bin=$(find "$B/tests" -name "$t" -type f -perm -u+x | head -1)
   echo "== $t"
   (cd "$B" && "$OLDPWD/$bin" --verbose --jobs 1) 2>&1 | tee "$B/$t.out" | grep -E "^\[(PASS|FAIL|SKIP|----)|Synthesis" || true
@@ -62,7 +62,7 @@ done
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -n "$cs" ] && [ "${KVT_SANITIZE:-1}" != 0 ]; then
   echo "== compute-sanitizer memcheck: test_kernels, test_gpu_tier, test_retrieve_gpu"
-  for t in test_kernels test_gpu_tier test_retrieve_gpu; do
+  for t in test_kernels test_gpu_tier test_retrieve_gpu test_attn_gpu; do
     bin=$(find "$B/tests" -name "$t" -type f -perm -u+x | head -1)
     timeout 240 "$cs" --tool memcheck --error-exitcode 9 --target-processes all \
       "$bin" --jobs 1 >"$B/$t.memcheck" 2>&1

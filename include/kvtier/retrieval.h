@@ -361,6 +361,20 @@ int kvt_attn_token_mass(const struct kvt_shape *shape, uint32_t n_q_heads,
 			uint32_t n_queries, const float *q, const void *k,
 			uint64_t n_tokens, double *mass);
 
+/*
+ * kvt_attn_blocks on the GPU, over the blocks of a finished reload
+ * (kvt_reload_wait's entries: GPU-tier blocks are read where they are,
+ * host ones copied to the device first): q and out as kvt_attn_full's,
+ * host memory. A reference for checking quality where the blocks live, not
+ * a fast kernel. Synchronous. Errors: -EINVAL (bad arguments, an entry
+ * that failed or does not match the shape), KVT_ENOGPU (no usable GPU),
+ * -ENOMEM, KVT_ECUDA.
+ */
+int kvt_attn_reload_gpu(const struct kvt_shape *shape, uint32_t n_q_heads,
+			uint32_t n_queries, const float *q,
+			const struct kvt_reload_block *blocks, size_t n,
+			float *out);
+
 struct kvt_attn_quality {
 	double mass_recall; /* true attention probability of the selected
 	                       tokens, averaged over q heads and queries */
