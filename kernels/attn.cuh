@@ -54,21 +54,13 @@ KVT_HD_FN void attn_row(const struct kvt_attn_args *a, uint32_t r, float *red,
 		sc[i] = KVT_FMUL(s, a->scale);
 		m = sc[i] > m ? sc[i] : m;
 	}
-	red[tid] = m;
-	KVT_SYNC();
-	tree_max(red, tid, nt);
-	m = red[0];
-	KVT_SYNC();
+	m = block_max(m, red, tid, nt);
 	float z = 0.0f;
 	for (uint32_t i = tid; i < a->n_tokens; i += nt) {
 		sc[i] = expf(KVT_FSUB(sc[i], m));
 		z = KVT_FADD(z, sc[i]);
 	}
-	red[tid] = z;
-	KVT_SYNC();
-	tree_sum(red, tid, nt);
-	z = red[0];
-	KVT_SYNC();
+	z = block_sum(z, red, tid, nt);
 	for (uint32_t e = tid; e < a->head_dim; e += nt) {
 		float acc = 0.0f;
 		for (uint32_t i = 0; i < a->n_tokens; i++) {

@@ -62,6 +62,28 @@ KVT_HD_FN void tree_count(uint32_t *red, uint32_t tid, uint32_t nt)
 	}
 }
 
+// The largest / the sum of one value per thread of a block, in every
+// thread; red holds nt floats.
+KVT_HD_FN float block_max(float v, float *red, uint32_t tid, uint32_t nt)
+{
+	red[tid] = v;
+	KVT_SYNC();
+	tree_max(red, tid, nt);
+	v = red[0];
+	KVT_SYNC();
+	return v;
+}
+
+KVT_HD_FN float block_sum(float v, float *red, uint32_t tid, uint32_t nt)
+{
+	red[tid] = v;
+	KVT_SYNC();
+	tree_sum(red, tid, nt);
+	v = red[0];
+	KVT_SYNC();
+	return v;
+}
+
 // Max, then the weighted sum of exp(x - max), of the n logits of row
 // (weights wt[i * ws]) into out[0], out[1]; red holds nt floats.
 KVT_HD_FN void row_stats(const float *row, uint32_t n, const uint32_t *wt,
@@ -71,22 +93,16 @@ KVT_HD_FN void row_stats(const float *row, uint32_t n, const uint32_t *wt,
 	float m = -INFINITY;
 	for (uint32_t f = tid; f < n; f += nt)
 		m = row[f] > m ? row[f] : m;
-	red[tid] = m;
-	KVT_SYNC();
-	tree_max(red, tid, nt);
-	m = red[0];
-	KVT_SYNC();
+	m = block_max(m, red, tid, nt);
 	float z = 0.0f;
 	for (uint32_t f = tid; f < n; f += nt)
 		if (wt[(size_t)f * ws])
 			z = KVT_FADD(z, KVT_FMUL((float)wt[(size_t)f * ws],
 						 expf(KVT_FSUB(row[f], m))));
-	red[tid] = z;
-	KVT_SYNC();
-	tree_sum(red, tid, nt);
+	z = block_sum(z, red, tid, nt);
 	if (tid == 0) {
 		out[0] = m;
-		out[1] = red[0];
+		out[1] = z;
 	}
 }
 

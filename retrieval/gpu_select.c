@@ -128,17 +128,6 @@ static int layer_reserve(struct kvt_rindex_gpu *g, struct glayer *gl,
 	return rc;
 }
 
-/* The open frame's bounds rounded outward, into staging at `at`. */
-static void open_bounds(const struct kvt_rindex_gpu *g, const struct rlayer *l,
-			uint16_t *hi, uint16_t *lo)
-{
-	size_t n = (size_t)g->shape.n_kv_heads * g->shape.head_dim;
-	for (size_t i = 0; i < n; i++) {
-		hi[i] = kvt_f32_to_f16_ru(l->bhi[i]);
-		lo[i] = kvt_f32_to_f16_rd(l->blo[i]);
-	}
-}
-
 /* Brings the device copy of layer `layer` up to the host index. */
 static int layer_sync(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
 		      uint32_t layer)
@@ -162,7 +151,7 @@ static int layer_sync(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
 					(size_t)(nf - from) * 4, g->s);
 	if (rc == 0 && full < nf) {
 		uint16_t *st = g->host; /* staging holds 2 * row halves (see need) */
-		open_bounds(g, l, st, st + row);
+		kvt_rl_open_bounds(x, l, st, st + row);
 		rc = kvt_gpu_copy_async(gl->hi + full * row, st, row * 2, g->s);
 		if (rc == 0)
 			rc = kvt_gpu_copy_async(gl->lo + full * row, st + row, row * 2, g->s);

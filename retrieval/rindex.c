@@ -197,24 +197,30 @@ static int reserve_for(const struct kvt_rindex *x, struct rlayer *l, uint32_t n)
 	return rc ? rc : kvt_rl_reserve(x, l, nt, (uint32_t)nc, (uint32_t)nf);
 }
 
+void kvt_rl_open_bounds(const struct kvt_rindex *x, const struct rlayer *l,
+			uint16_t *hi, uint16_t *lo)
+{
+	size_t n = (size_t)x->shape.n_kv_heads * x->shape.head_dim;
+	for (size_t i = 0; i < n; i++) {
+		hi[i] = kvt_f32_to_f16_ru(l->bhi[i]);
+		lo[i] = kvt_f32_to_f16_rd(l->blo[i]);
+	}
+}
+
 /* A complete frame keeps its unit mean key per head and its key bounds,
  * in fp16 (the bounds rounded outward, so they still hold). */
 static void frame_close(const struct kvt_rindex *x, struct rlayer *l,
 			uint32_t f)
 {
-	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim;
+	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim, at = (size_t)f * H * d;
 	for (size_t h = 0; h < H; h++) {
 		float *s = l->fsum + h * d, n = kvt_norm(s, d);
 		float inv = n > 0 ? 1.0f / n : 0.0f;
-		size_t at = ((size_t)f * H + h) * d;
 		for (size_t e = 0; e < d; e++)
 			s[e] *= inv;
-		kvt_from_f32(KVT_DTYPE_F16, s, l->fmean + at, d);
-		for (size_t e = 0; e < d; e++) {
-			l->fhi[at + e] = kvt_f32_to_f16_ru(l->bhi[h * d + e]);
-			l->flo[at + e] = kvt_f32_to_f16_rd(l->blo[h * d + e]);
-		}
+		kvt_from_f32(KVT_DTYPE_F16, s, l->fmean + at + h * d, d);
 	}
+	kvt_rl_open_bounds(x, l, l->fhi + at, l->flo + at);
 	memset(l->fsum, 0, H * d * sizeof(float));
 }
 

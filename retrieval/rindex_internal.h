@@ -87,6 +87,11 @@ int kvt_rl_reserve(const struct kvt_rindex *x, struct rlayer *l,
 /* Allocates the chunk and open-frame workspace of a layer. -ENOMEM. */
 int kvt_rl_alloc_chunk(const struct kvt_rindex *x, struct rlayer *l);
 
+/* The open frame's bounds [H][d] in fp16, rounded outward as a closed
+ * frame keeps them (what Quest scores it by, on the CPU and the GPU). */
+void kvt_rl_open_bounds(const struct kvt_rindex *x, const struct rlayer *l,
+			uint16_t *hi, uint16_t *lo);
+
 /* Turns the chunk's key sums into fp16 means of closed clusters and
  * clears them (the chunk is full). */
 void kvt_rl_close_chunk(const struct kvt_rindex *x, struct rlayer *l);

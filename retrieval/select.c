@@ -263,26 +263,12 @@ static void box_dots_f16(const uint16_t *hi, const uint16_t *lo, const float *qp
 		b[i] += t[i];
 }
 
-/* The same against the open frame's float box. */
-static void box_dots_f32(const float *hi, const float *lo, const float *qp,
-			 const float *qn, size_t d, int one, float *b)
-{
-	if (one) {
-		b[0] = kvt_dot(hi, qp, d) + kvt_dot(lo, qn, d);
-		return;
-	}
-	float t[4];
-	kvt_dot4(hi, qp, d, d, b);
-	kvt_dot4(lo, qn, d, d, t);
-	for (int i = 0; i < 4; i++)
-		b[i] += t[i];
-}
-
 /* Bound logits: lg[(h * m + j) * nf + f] for head h, query vector j,
  * frame f; qp, qn are [H][m][d]. Frames outer, heads inner, so the boxes
  * stream through memory once. */
 static void quest_logits(const struct kvt_rindex *x, const struct rlayer *l,
-			 const float *qp, const float *qn, uint32_t m, float *lg)
+			 const float *qp, const float *qn, uint32_t m,
+			 const uint16_t *open, float *lg)
 {
 	size_t H = x->shape.n_kv_heads, d = x->shape.head_dim, nf = l->n_frames;
 	uint32_t full = rl_full_frames(x, l);
@@ -291,13 +277,12 @@ static void quest_logits(const struct kvt_rindex *x, const struct rlayer *l,
 		for (size_t h = 0; h < H; h++) {
 			size_t at = ((size_t)f * H + h) * d, q0 = h * m * d;
 			float *o = lg + h * m * nf + f;
+			const uint16_t *hi = f < full ? l->fhi + at : open + h * d;
+			const uint16_t *lo = f < full ? l->flo + at : open + (H + h) * d;
 			for (uint32_t j = 0; j < m;) {
 				int one = j + 4 > m;
 				const float *p = qp + q0 + j * d, *n = qn + q0 + j * d;
-				if (f < full)
-					box_dots_f16(l->fhi + at, l->flo + at, p, n, d, one, b);
-				else
-					box_dots_f32(l->bhi + h * d, l->blo + h * d, p, n, d, one, b);
+				box_dots_f16(hi, lo, p, n, d, one, b);
 				for (int i = 0; i < (one ? 1 : 4); i++, j++)
 					o[j * nf] = b[i] * scale;
 			}
@@ -332,16 +317,19 @@ static int score_quest(const struct kvt_rindex *x, const struct rlayer *l,
 	float *qp = malloc(2 * H * m * d * sizeof *qp), *qn = qp ? qp + H * m * d : NULL;
 	float *lg = malloc((H * m * l->n_frames + 1) * sizeof *lg);
 	float *fs = calloc((size_t)l->n_frames + 1, sizeof *fs);
-	int rc = qp && lg && fs ? 0 : -ENOMEM;
+	uint16_t *open = malloc(2 * H * d * sizeof *open);
+	int rc = qp && lg && fs && open ? 0 : -ENOMEM;
 	for (size_t h = 0; rc == 0 && h < H; h++)
 		split_queries(qv, h, m, qp + h * m * d, qn + h * m * d);
+	if (rc == 0 && rl_full_frames(x, l) < l->n_frames)
+		kvt_rl_open_bounds(x, l, open, open + H * d);
 	if (rc == 0)
-		quest_logits(x, l, qp, qn, m, lg);
+		quest_logits(x, l, qp, qn, m, open, lg);
 	for (size_t h = 0; rc == 0 && h < H; h++)
 		quest_mass(l, m, lg + h * m * l->n_frames, fs);
 	for (uint32_t b = 0; rc == 0 && b < nb; b++) /* a frame's blocks share it */
 		score[b] = fs[b / F] / (float)F;
-	free(qp), free(lg), free(fs);
+	free(qp), free(lg), free(fs), free(open);
 	return rc;
 }
 
