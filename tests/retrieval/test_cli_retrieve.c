@@ -134,11 +134,21 @@ Test(cli_retrieve, quest_with_the_reload_path)
 	cr_assert(strstr(out, "quest: attention mass recall"), "%s", out);
 	cr_assert_gt(recall_of(out), 0.9, "%s", out);
 	cr_assert(strstr(out, "  reloaded "), "%s", out);
+	cr_assert(strstr(out, "block oracle: recall"), "%s", out);
 	if (strstr(out, "selected on the GPU")) /* a device: blocks go there */
 		cr_assert(!strstr(out, " 0 in GPU memory"), "%s", out);
 	else
 		cr_assert(strstr(out, "GPU selection: ") && strstr(out, " 0 in GPU memory"),
 			  "%s", out);
+	/* one selection per query vector: the planted needle is found by each */
+	snprintf(args, sizeof args, "--data-dir %s doc --queries %s --budget 0.05 "
+		 "--mode quest --per-query --layer 0", p("store"), p("q.npy"));
+	cr_assert_eq(run(out, sizeof out, args), 0, "%s", out);
+	const char *pq = strstr(out, "per query (");
+	cr_assert_not_null(pq, "%s", out);
+	const char *r = strstr(pq, "recall ");
+	cr_assert_not_null(r, "%s", out);
+	cr_assert_gt(strtod(r + 7, NULL), 0.9, "%s", out);
 	snprintf(args, sizeof args, "--data-dir %s doc --queries %s --gpu-bytes 0",
 		 p("store"), p("q.npy"));
 	cr_assert_eq(run(out, sizeof out, args), 2, "%s", out);
