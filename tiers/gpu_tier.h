@@ -100,6 +100,20 @@ int kvt_gpu_tier_spill(struct kvt_tier *gpu, size_t n,
 		       const struct kvt_block_key *keys, void *const *dsts,
 		       const struct kvt_kivi_geom *geom, struct kvt_stream *s);
 
+/*
+ * Stores n new blocks whose bytes the caller writes on the GPU (the
+ * store's append_device assembles them there with one gather): reserves
+ * an extent of metas[i].len bytes for keys[i], records metas[i] and gives
+ * its device address in addrs[i]. The tier does not know when the bytes
+ * arrive: the caller orders its writes before any use of the blocks (the
+ * same stream, or a sync) and deletes them if the writes fail. All or
+ * nothing; errors (tier unchanged): -EINVAL, -EEXIST (a key is stored
+ * already, or given twice), KVT_ENOSPACE, -ENOMEM, KVT_ENOGPU.
+ */
+int kvt_gpu_tier_alloc(struct kvt_tier *gpu, size_t n,
+		       const struct kvt_block_key *keys,
+		       const struct kvt_block_meta *metas, void **addrs);
+
 #ifdef __cplusplus
 }
 #endif
