@@ -1,6 +1,8 @@
 /*
  * gpu_tier.h - what the GPU tier offers beyond the tier contract: an
- * asynchronous batched reload from the host tier, and the spill back.
+ * asynchronous batched reload from the host tier, the spill back, and
+ * slots the caller fills on the GPU (store/append_device.c uses the last
+ * two: blocks assembled from device K/V, quantized, copied out encoded).
  *
  * The GPU tier (kvt_gpu_tier_create in tier.h) is one cudaMalloc'd pool.
  * Its locate() returns device addresses (fd -1, offset = offset in the
