@@ -96,12 +96,12 @@ static int twin_append(struct twin *t, uint32_t l, uint32_t n,
 	return rc;
 }
 
-static void stats_eq(struct kvt_store *a, struct kvt_store *b)
+static void stats_eq(struct kvt_store *a, struct kvt_store *b, int first_tier)
 {
 	struct kvt_stats x, y;
 	cr_assert_eq(kvt_store_stats(a, &x), 0);
 	cr_assert_eq(kvt_store_stats(b, &y), 0);
-	for (int i = 0; i < KVT_TIER_COUNT; i++) {
+	for (int i = first_tier; i < KVT_TIER_COUNT; i++) {
 		cr_assert_eq(x.tier[i].present, y.tier[i].present);
 		cr_assert_eq(x.tier[i].n_blocks, y.tier[i].n_blocks,
 			     "%s tier: %llu blocks vs %llu", kvt_tier_name(i),
@@ -117,8 +117,9 @@ static void stats_eq(struct kvt_store *a, struct kvt_store *b)
 	 * before re-encoding it, the device path stores it encoded. */
 }
 
-/* Everything the two caches hold is the same. */
-static void twin_check(struct twin *t)
+/* Everything the two caches hold is the same (the GPU tier's stats too
+ * unless gpu_differs). */
+static void twin_check_tiers(struct twin *t, int gpu_differs)
 {
 	const size_t bb = kvt_block_bytes(&t->shape);
 	uint8_t *x = malloc(bb), *y = malloc(bb);
@@ -158,7 +159,12 @@ static void twin_check(struct twin *t)
 		free(a), free(c);
 	}
 	free(x), free(y);
-	stats_eq(t->hs, t->ds);
+	stats_eq(t->hs, t->ds, gpu_differs ? KVT_TIER_HOST : KVT_TIER_GPU);
+}
+
+static void twin_check(struct twin *t)
+{
+	twin_check_tiers(t, 0);
 }
 
 static const uint32_t sizes[] = {1, 7, 37, 300, 16, 5, 64, 1, 1, 37};
@@ -358,4 +364,85 @@ Test(append_gpu, without_a_gpu_tier_enogpu)
 	cr_assert_eq(kvt_cache_append_device(c, 0, 4, NULL, buf, NULL), -EINVAL);
 	kvt_cache_close(c);
 	kvt_store_close(st);
+}
+
+Test(append_gpu, reloaded_blocks_equal_read_block)
+{
+	need_gpu();
+	const enum kvt_codec_id codecs[] = {KVT_CODEC_RAW, KVT_CODEC_KIVI};
+	for (int ci = 0; ci < 2; ci++) {
+		struct twin t;
+		twin_open(&t, 64 << 20, 4 << 20, 0, 1, codecs[ci], 2, 64);
+		for (uint32_t l = 0; l < 2; l++)
+			for (int i = 0; i < 4; i++)
+				cr_assert_eq(twin_append(&t, l, sizes[i], t.stream), 0);
+		/* 345 tokens: blocks 0-17 cold, 18-21 the window (their GPU
+		 * copies are the slots the append assembled), 22 the tail. */
+		uint32_t blocks[22];
+		for (uint32_t b = 0; b < 22; b++)
+			blocks[b] = b;
+		struct kvt_block_key k = {t.d->rec->id, 1, 20};
+		struct block_rec *r = kvt_block_rec_locked(t.ds, &k, NULL);
+		cr_assert(r->where & BLOCK_ON_GPU);
+		struct kvt_reload *rl;
+		const struct kvt_reload_block *rb;
+		size_t n;
+		cr_assert_eq(kvt_cache_reload(t.d, 1, blocks, 22, t.stream, &rl), 0);
+		cr_assert_eq(kvt_reload_wait(rl, &rb, &n), 0);
+		ru_check(t.d, 1, rb, n, KVT_TIER_GPU);
+		kvt_reload_release(rl);
+		twin_check_tiers(&t, 1); /* only d holds reloaded copies */
+		twin_close(&t);
+	}
+}
+
+Test(append_gpu, a_restart_finds_every_token)
+{
+	need_gpu();
+	struct twin t;
+	twin_open(&t, 64 << 20, 4 << 20, 1, 1, KVT_CODEC_KIVI, 4, 64);
+	for (uint32_t l = 0; l < 2; l++)
+		for (int i = 0; i < 4; i++)
+			cr_assert_eq(twin_append(&t, l, sizes[i], NULL), 0);
+	twin_check(&t);
+	char dir[2][512];
+	struct kvt_store *st[2] = {t.hs, t.ds};
+	for (int i = 0; i < 2; i++)
+		snprintf(dir[i], sizeof dir[i], "%s", st[i]->data_dir);
+	kvt_cache_close(t.h);
+	kvt_cache_close(t.d);
+	kvt_store_close(t.hs);
+	kvt_store_close(t.ds);
+	struct kvt_store_config cfg;
+	kvt_store_config_init(&cfg);
+	cfg.gpu_bytes = 4 << 20;
+	cfg.data_dir = dir[0];
+	cr_assert_eq(kvt_store_open(&cfg, &t.hs), 0);
+	cfg.data_dir = dir[1];
+	cr_assert_eq(kvt_store_open(&cfg, &t.ds), 0);
+	cr_assert_eq(kvt_cache_open(t.hs, "twin", &t.h), 0);
+	cr_assert_eq(kvt_cache_open(t.ds, "twin", &t.d), 0);
+	twin_check(&t);
+	/* And appending goes on from there. */
+	for (uint32_t l = 0; l < 2; l++)
+		cr_assert_eq(twin_append(&t, l, 37, t.stream), 0);
+	twin_check(&t);
+	twin_close(&t);
+}
+
+Test(append_gpu, window_copies_that_do_not_fit_are_skipped)
+{
+	need_gpu();
+	struct twin t;
+	/* GPU room for 3 blocks, a window of 4: a call's window blocks get
+	 * no GPU copy when they do not all fit; the data is the same. */
+	twin_open(&t, 64 << 20, 3 * 8192, 0, 1, KVT_CODEC_RAW, 0, 64);
+	for (uint32_t l = 0; l < 2; l++)
+		for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+			cr_assert_eq(twin_append(&t, l, sizes[i], t.stream), 0);
+	twin_check_tiers(&t, 1);
+	struct kvt_stats s;
+	cr_assert_eq(kvt_store_stats(t.ds, &s), 0);
+	cr_assert_leq(s.tier[KVT_TIER_GPU].n_blocks, 3);
+	twin_close(&t);
 }
