@@ -3,19 +3,21 @@
  *
  * One call is three phases, the store untouched until the third:
  *  1. plan: which tokens complete the host tail, which full blocks come
- *     from the device, which of them are cold at the end of the call;
- *     reserve GPU tier slots (KIVI-cold blocks need one to be quantized
- *     from; window blocks get one to stay on the GPU when room allows);
- *  2. GPU: one gather assembles the full blocks in their slots and copies
- *     out, to pinned staging, the raw host twins (blocks not quantized
- *     there) and the tokens of the host tail; one kvt_gpu_tier_spill
- *     quantizes the KIVI-cold blocks (new ones, and window blocks of
- *     earlier appends leaving the window now, from their GPU copies) and
- *     gathers the encoded bytes out; then the stream is synchronised;
+ *     from the device, which of them are cold at the end of the call, and
+ *     which window blocks of earlier calls leave the window now with a
+ *     pinned raw GPU copy to quantize from;
+ *  2. GPU: the KIVI-cold blocks in chunks that fit the GPU tier (halved
+ *     until one does): slots reserved, one gather assembles the chunk's
+ *     blocks there, one kvt_gpu_tier_spill quantizes them (the first chunk
+ *     also the leaving window blocks) and gathers the encoded bytes out to
+ *     pinned staging, slots dropped; then slots for the new window blocks
+ *     (when they fit) and one gather that assembles them there and copies
+ *     out, to staging, the raw host twins and the tail tokens; one sync;
  *  3. CPU: the blocks are stored from staging as kvt_cache_append stores
  *     them (checksums of the stored bytes, host tier, demotion), the tail
  *     tokens go through the host tail; a failure rolls back as append does.
- * A failure in 1 or 2 drops the reserved slots and changes nothing else.
+ * A failure in 1 or 2 drops the reserved slots and changes nothing else
+ * (unpinned GPU copies evicted for room excepted).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -49,6 +51,10 @@ struct dev_plan {
 	uint32_t n_spill;       /* n_old + new spilled blocks */
 	struct kvt_block_key *spill_keys; /* n_spill: old ones, then new */
 	uint32_t *spill_of;     /* nfull: index in spill_keys of new block j */
+	uint32_t *spill_js;     /* new spilled block i -> its j */
+	uint32_t *raw_of;       /* nfull: raw twin index in staging */
+	uint32_t n_raw, n_win;  /* raw twins, window blocks wanting a slot */
+	uint32_t *win_js;       /* window block i -> its j */
 	size_t off_raw, off_enc, off_head, off_rest, stage_len;
 };
 
@@ -66,10 +72,11 @@ static struct kvt_block_key key_of(const struct cache_rec *c, uint32_t layer,
 void kvt_append_device_free(struct kvt_store *st)
 {
 	kvt_gpu_batch_free(st->dev_batch);
+	kvt_gpu_batch_free(st->dev_chunk);
 	kvt_gpu_host_free(st->dev_stage);
-	st->dev_batch = NULL;
+	st->dev_batch = st->dev_chunk = NULL;
 	st->dev_stage = NULL;
-	st->dev_batch_cap = 0;
+	st->dev_batch_cap = st->dev_chunk_cap = 0;
 	st->dev_stage_len = 0;
 }
 
@@ -79,6 +86,9 @@ static void plan_free(struct dev_plan *p)
 	free(p->slot);
 	free(p->spill_keys);
 	free(p->spill_of);
+	free(p->spill_js);
+	free(p->raw_of);
+	free(p->win_js);
 }
 
 /* ---------------------------------------------------------------- plan */
@@ -113,9 +123,27 @@ static int old_spillable(struct kvt_store *st, const struct kvt_block_key *k,
 	struct kvt_tier *g = st->tier[KVT_TIER_GPU];
 	struct block_rec *r = kvt_block_rec_locked(st, k, NULL);
 	struct kvt_block_meta m;
-	return r && (r->where & BLOCK_ON_GPU) && r->meta.codec == KVT_CODEC_RAW &&
+	/* Pinned (by the window, or a reload): never evicted meanwhile. */
+	return r && (r->where & BLOCK_ON_GPU) && r->gpu_pins &&
+	       r->meta.codec == KVT_CODEC_RAW &&
 	       g->ops->stat(g, k, &m) == 0 && m.codec == KVT_CODEC_RAW &&
 	       m.len == bb;
+}
+
+static int plan_alloc(struct dev_plan *p, size_t n_max)
+{
+	const size_t m = p->nfull + 1;
+	p->flags = calloc(m, 1);
+	p->slot = calloc(m, sizeof *p->slot);
+	p->spill_of = calloc(m, sizeof *p->spill_of);
+	p->spill_js = calloc(m, sizeof *p->spill_js);
+	p->raw_of = calloc(m, sizeof *p->raw_of);
+	p->win_js = calloc(m, sizeof *p->win_js);
+	p->spill_keys = malloc((n_max + 1) * sizeof *p->spill_keys);
+	return p->flags && p->slot && p->spill_of && p->spill_js && p->raw_of &&
+		       p->win_js && p->spill_keys
+		       ? 0
+		       : -ENOMEM;
 }
 
 static int plan_blocks(struct kvt_store *st, const struct cache_rec *c,
@@ -123,13 +151,9 @@ static int plan_blocks(struct kvt_store *st, const struct cache_rec *c,
 {
 	const uint64_t n_cold = c->layers[layer].n_cold;
 	const uint64_t old_end = p->win < p->first_block ? p->win : p->first_block;
-	const size_t n_max = p->nfull + (old_end > n_cold ? old_end - n_cold : 0);
-	p->flags = calloc(p->nfull + 1, 1);
-	p->slot = calloc(p->nfull + 1, sizeof *p->slot);
-	p->spill_of = calloc(p->nfull + 1, sizeof *p->spill_of);
-	p->spill_keys = malloc((n_max + 1) * sizeof *p->spill_keys);
-	if (!p->flags || !p->slot || !p->spill_of || !p->spill_keys)
-		return -ENOMEM;
+	int rc = plan_alloc(p, p->nfull + (old_end > n_cold ? old_end - n_cold : 0));
+	if (rc)
+		return rc;
 	for (uint64_t b = n_cold; p->kivi && b < old_end; b++) {
 		struct kvt_block_key k = key_of(c, layer, b);
 		if (old_spillable(st, &k, p->bb))
@@ -140,10 +164,15 @@ static int plan_blocks(struct kvt_store *st, const struct cache_rec *c,
 		uint64_t b = p->first_full + j;
 		if (p->kivi && b < p->win) {
 			p->flags[j] = NEW_SPILL;
+			p->spill_js[p->n_spill - p->n_old] = j;
 			p->spill_of[j] = p->n_spill;
 			p->spill_keys[p->n_spill++] = key_of(c, layer, b);
-		} else if (b >= p->win && st->cfg.gpu_recent) {
+			continue;
+		}
+		p->raw_of[j] = p->n_raw++;
+		if (b >= p->win && st->cfg.gpu_recent) {
 			p->flags[j] = NEW_WINDOW;
+			p->win_js[p->n_win++] = j;
 		}
 	}
 	return 0;
@@ -155,7 +184,7 @@ static void plan_stage(const struct kvt_shape *s, struct dev_plan *p)
 		kvt_kivi_geom_sizes(&p->geom, NULL, NULL, &p->enc);
 	p->enc_slot = align_up(p->enc);
 	p->off_raw = 0;
-	p->off_enc = align_up(p->nfull * p->bb);
+	p->off_enc = align_up(p->n_raw * p->bb);
 	p->off_head = p->off_enc + p->n_spill * p->enc_slot;
 	p->off_rest = align_up(p->off_head + 2 * (size_t)s->n_kv_heads * p->head * p->row);
 	p->stage_len = p->off_rest + 2 * (size_t)s->n_kv_heads * p->rest * p->row + 1;
@@ -163,13 +192,15 @@ static void plan_stage(const struct kvt_shape *s, struct dev_plan *p)
 
 /* ---------------------------------------------------------------- GPU slots */
 
+/* Drops the slots of new blocks js[0..n) (those not adopted). */
 static void slots_drop(struct kvt_store *st, const struct cache_rec *c,
-		       uint32_t layer, struct dev_plan *p, uint8_t which)
+		       uint32_t layer, struct dev_plan *p, const uint32_t *js,
+		       uint32_t n)
 {
 	struct kvt_tier *g = st->tier[KVT_TIER_GPU];
-	for (uint32_t j = 0; j < p->nfull; j++) {
-		if (!p->slot[j] || !(p->flags[j] & which) ||
-		    (p->flags[j] & NEW_ADOPTED))
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t j = js[i];
+		if (!p->slot[j] || (p->flags[j] & NEW_ADOPTED))
 			continue;
 		struct kvt_block_key k = key_of(c, layer, p->first_full + j);
 		g->ops->del(g, &k);
@@ -177,67 +208,78 @@ static void slots_drop(struct kvt_store *st, const struct cache_rec *c,
 	}
 }
 
-/* Slots for the new blocks flagged `which`, all or none. */
+/* Slots for new blocks js[0..n), all or none: KVT_ENOSPACE when they do
+ * not fit beside the pinned copies. */
 static int slots_alloc(struct kvt_store *st, const struct cache_rec *c,
-		       uint32_t layer, struct dev_plan *p, uint8_t which)
+		       uint32_t layer, struct dev_plan *p, const uint32_t *js,
+		       uint32_t n)
 {
 	struct kvt_tier *g = st->tier[KVT_TIER_GPU];
 	struct kvt_tier_usage u;
 	struct kvt_block_meta m = {.len = (uint32_t)p->bb, .raw_len = (uint32_t)p->bb,
 				   .codec = KVT_CODEC_RAW,
 				   .n_tokens = (uint16_t)c->cfg.shape.block_tokens};
-	struct kvt_block_key *keys = malloc((p->nfull + 1) * sizeof *keys);
-	struct kvt_block_meta *metas = malloc((p->nfull + 1) * sizeof *metas);
-	uint32_t *js = malloc((p->nfull + 1) * sizeof *js);
-	void **addrs = malloc((p->nfull + 1) * sizeof *addrs);
-	uint32_t n = 0;
-	int rc = keys && metas && js && addrs ? 0 : -ENOMEM;
-	for (uint32_t j = 0; rc == 0 && j < p->nfull; j++)
-		if (p->flags[j] & which) {
-			keys[n] = key_of(c, layer, p->first_full + j);
-			metas[n] = m;
-			js[n++] = j;
-		}
+	if (n == 0)
+		return 0;
+	struct kvt_block_key *keys = malloc(n * sizeof *keys);
+	struct kvt_block_meta *metas = malloc(n * sizeof *metas);
+	void **addrs = malloc(n * sizeof *addrs);
+	int rc = keys && metas && addrs ? 0 : -ENOMEM;
+	for (uint32_t i = 0; rc == 0 && i < n; i++) {
+		keys[i] = key_of(c, layer, p->first_full + js[i]);
+		metas[i] = m;
+	}
 	const uint64_t need = (uint64_t)n * align_up(p->bb);
-	if (rc == 0 && n && (rc = g->ops->usage(g, &u)) == 0 && need > u.capacity)
+	if (rc == 0 && (rc = g->ops->usage(g, &u)) == 0 && need > u.capacity)
 		rc = KVT_ENOSPACE; /* evicting would not help: keep the copies */
-	if (rc == 0 && n)
+	if (rc == 0)
 		rc = kvt_gpu_make_room_locked(st, need);
-	if (rc == 0 && n)
+	if (rc == 0)
 		rc = kvt_gpu_tier_alloc(g, n, keys, metas, addrs);
 	for (uint32_t i = 0; rc == 0 && i < n; i++)
 		p->slot[js[i]] = addrs[i];
 	free(keys);
 	free(metas);
-	free(js);
 	free(addrs);
 	return rc;
 }
 
 /* ---------------------------------------------------------------- GPU work */
 
-static int stage_ready(struct kvt_store *st, uint32_t items, size_t len)
+static int batch_ready(struct kvt_gpu_batch **b, uint32_t *cap, uint32_t items)
 {
-	if (items > st->dev_batch_cap) {
-		uint32_t cap = items > 2 * st->dev_batch_cap ? items : 2 * st->dev_batch_cap;
-		struct kvt_gpu_batch *b;
-		int rc = kvt_gpu_batch_create(cap, &b);
-		if (rc)
-			return rc;
-		kvt_gpu_batch_free(st->dev_batch);
-		st->dev_batch = b;
-		st->dev_batch_cap = cap;
-	}
-	if (len > st->dev_stage_len) {
-		size_t cap = len > 2 * st->dev_stage_len ? len : 2 * st->dev_stage_len;
-		void *h;
-		int rc = kvt_gpu_host_alloc(cap, &h);
-		if (rc)
-			return rc;
-		kvt_gpu_host_free(st->dev_stage);
-		st->dev_stage = h;
-		st->dev_stage_len = cap;
-	}
+	if (items <= *cap)
+		return 0;
+	uint32_t n = items > 2 * *cap ? items : 2 * *cap;
+	struct kvt_gpu_batch *nb;
+	int rc = kvt_gpu_batch_create(n, &nb);
+	if (rc)
+		return rc;
+	kvt_gpu_batch_free(*b);
+	*b = nb;
+	*cap = n;
+	return 0;
+}
+
+static int stage_ready(struct kvt_store *st, const struct kvt_shape *s,
+		       const struct dev_plan *p)
+{
+	const uint32_t per_block = 2 * s->n_kv_heads;
+	int rc = batch_ready(&st->dev_batch, &st->dev_batch_cap,
+			     per_block * (2 * p->n_raw + 2));
+	if (rc == 0)
+		rc = batch_ready(&st->dev_chunk, &st->dev_chunk_cap,
+				 per_block * (p->n_spill - p->n_old + 1));
+	if (rc || p->stage_len <= st->dev_stage_len)
+		return rc;
+	size_t cap = p->stage_len > 2 * st->dev_stage_len ? p->stage_len
+							  : 2 * st->dev_stage_len;
+	void *h;
+	if ((rc = kvt_gpu_host_alloc(cap, &h)))
+		return rc;
+	kvt_gpu_host_free(st->dev_stage);
+	st->dev_stage = h;
+	st->dev_stage_len = cap;
 	return 0;
 }
 
@@ -276,53 +318,101 @@ static void items_block(const struct kvt_shape *s, const struct dev_plan *p,
 	}
 }
 
-static int gpu_gather(struct kvt_store *st, const struct kvt_shape *s,
-		      const struct dev_plan *p, struct kvt_stream *stream)
-{
-	const uint32_t cap = 2 * s->n_kv_heads * (2 * p->nfull + 2);
-	uint8_t *dev;
-	int rc = stage_ready(st, cap, p->stage_len);
-	if (rc == 0)
-		rc = kvt_gpu_host_device_ptr(st->dev_stage, (void **)&dev);
-	if (rc)
-		return rc;
-	struct kvt_gpu_item *it = kvt_gpu_batch_items(st->dev_batch);
-	uint32_t ni = 0;
-	for (uint32_t j = 0; j < p->nfull; j++) {
-		if (p->slot[j])
-			items_block(s, p, it, &ni, j, p->slot[j]);
-		if (!(p->flags[j] & NEW_SPILL))
-			items_block(s, p, it, &ni, j, dev + p->off_raw + j * p->bb);
-	}
-	items_tokens(s, p, it, &ni, 0, p->head, dev + p->off_head);
-	items_tokens(s, p, it, &ni, p->head + p->nfull * s->block_tokens, p->rest,
-		     dev + p->off_rest);
-	return ni ? kvt_gpu_gather(st->dev_batch, ni, stream) : 0;
-}
-
-/* Gather, spill, and wait for both. */
-static int gpu_run(struct kvt_store *st, const struct kvt_shape *s,
-		   const struct dev_plan *p, struct kvt_stream *stream)
+/* New spilled blocks [i0, i0 + m) (the first chunk: with the leaving
+ * window blocks): assembled in their slots, quantized, copied out. */
+static int spill_chunk(struct kvt_store *st, const struct kvt_shape *s,
+		       struct dev_plan *p, uint32_t i0, uint32_t m,
+		       struct kvt_stream *stream)
 {
 	struct kvt_tier *g = st->tier[KVT_TIER_GPU];
-	int rc = gpu_gather(st, s, p, stream);
+	struct kvt_gpu_item *it = kvt_gpu_batch_items(st->dev_chunk);
+	const uint32_t first = i0 ? p->n_old + i0 : 0, end = p->n_old + i0 + m;
+	uint32_t ni = 0;
+	int rc = 0;
+	for (uint32_t i = i0; i < i0 + m; i++)
+		items_block(s, p, it, &ni, p->spill_js[i], p->slot[p->spill_js[i]]);
+	if (ni)
+		rc = kvt_gpu_gather(st->dev_chunk, ni, stream);
 	/* NULL is the legacy stream here but the tier's own in the spill. */
-	if (rc == 0 && (!stream || !p->n_spill))
-		rc = kvt_stream_sync(stream);
-	if (rc || !p->n_spill)
-		return rc;
-	void **dsts = malloc(p->n_spill * sizeof *dsts);
-	if (!dsts)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < p->n_spill; i++)
-		dsts[i] = st->dev_stage + p->off_enc + i * p->enc_slot;
-	rc = kvt_gpu_tier_spill(g, p->n_spill, p->spill_keys, dsts, &p->geom, stream);
+	if (rc == 0 && ni && !stream)
+		rc = kvt_stream_sync(NULL);
+	void **dsts = rc ? NULL : malloc((end - first) * sizeof *dsts);
+	if (rc == 0 && !dsts)
+		rc = -ENOMEM;
+	for (uint32_t i = first; rc == 0 && i < end; i++)
+		dsts[i - first] = st->dev_stage + p->off_enc + i * p->enc_slot;
+	if (rc == 0)
+		rc = kvt_gpu_tier_spill(g, end - first, p->spill_keys + first, dsts,
+					&p->geom, stream);
 	free(dsts);
 	if (rc == 0)
 		rc = kvt_gpu_tier_reload_wait(g, NULL);
 	if (rc)
 		kvt_stream_sync(stream);
 	return rc;
+}
+
+/* Every spilled block, in chunks that fit the GPU tier (halved until
+ * one does; KVT_ENOSPACE when not even one block fits). */
+static int spill_all(struct kvt_store *st, const struct cache_rec *c,
+		     uint32_t layer, struct dev_plan *p, struct kvt_stream *stream)
+{
+	const uint32_t n_new = p->n_spill - p->n_old;
+	uint32_t done = 0, k = n_new;
+	if (p->n_spill == 0)
+		return 0;
+	do {
+		uint32_t m = k < n_new - done ? k : n_new - done;
+		int rc = slots_alloc(st, c, layer, p, p->spill_js + done, m);
+		if (rc == KVT_ENOSPACE && m > 1) {
+			k = m / 2;
+			continue;
+		}
+		if (rc == 0)
+			rc = spill_chunk(st, &c->cfg.shape, p, done, m, stream);
+		slots_drop(st, c, layer, p, p->spill_js + done, m);
+		if (rc)
+			return rc;
+		done += m;
+	} while (done < n_new);
+	return 0;
+}
+
+/* Window slots (when they fit), then one gather: the window blocks into
+ * them, the raw host twins and the tail tokens into staging. */
+static int gather_rest(struct kvt_store *st, const struct cache_rec *c,
+		       uint32_t layer, struct dev_plan *p, struct kvt_stream *stream)
+{
+	const struct kvt_shape *s = &c->cfg.shape;
+	struct kvt_gpu_item *it = kvt_gpu_batch_items(st->dev_batch);
+	uint8_t *dev;
+	uint32_t ni = 0;
+	int rc = kvt_gpu_host_device_ptr(st->dev_stage, (void **)&dev);
+	if (rc)
+		return rc;
+	if (slots_alloc(st, c, layer, p, p->win_js, p->n_win))
+		p->n_win = 0; /* no room: host copies only, as kvt_cache_append */
+	for (uint32_t j = 0; j < p->nfull; j++) {
+		if (p->slot[j])
+			items_block(s, p, it, &ni, j, p->slot[j]);
+		if (!(p->flags[j] & NEW_SPILL))
+			items_block(s, p, it, &ni, j, dev + p->off_raw + p->raw_of[j] * p->bb);
+	}
+	items_tokens(s, p, it, &ni, 0, p->head, dev + p->off_head);
+	items_tokens(s, p, it, &ni, p->head + p->nfull * s->block_tokens, p->rest,
+		     dev + p->off_rest);
+	if (ni)
+		rc = kvt_gpu_gather(st->dev_batch, ni, stream);
+	return rc ? rc : kvt_stream_sync(stream);
+}
+
+static int gpu_run(struct kvt_store *st, const struct cache_rec *c,
+		   uint32_t layer, struct dev_plan *p, struct kvt_stream *stream)
+{
+	int rc = stage_ready(st, &c->cfg.shape, p);
+	if (rc == 0)
+		rc = spill_all(st, c, layer, p, stream);
+	return rc ? rc : gather_rest(st, c, layer, p, stream);
 }
 
 /* ---------------------------------------------------------------- CPU commit */
@@ -345,7 +435,7 @@ static int put_new(struct kvt_store *st, struct cache_rec *c, uint32_t layer,
 	struct kvt_block_key k = key_of(c, layer, p->first_full + j);
 	if (p->flags[j] & NEW_SPILL)
 		return put_encoded(st, &k, p, p->spill_of[j], bt);
-	const uint8_t *raw = st->dev_stage + p->off_raw + j * p->bb;
+	const uint8_t *raw = st->dev_stage + p->off_raw + p->raw_of[j] * p->bb;
 	struct kvt_block_meta m = {.len = (uint32_t)p->bb, .raw_len = (uint32_t)p->bb,
 				   .codec = KVT_CODEC_RAW, .n_tokens = bt,
 				   .checksum = kvt_checksum(raw, p->bb)};
@@ -433,16 +523,11 @@ static int append_device_locked(struct kvt_store *st, struct cache_rec *c,
 	if (rc)
 		return rc;
 	plan_stage(&c->cfg.shape, p);
-	rc = slots_alloc(st, c, layer, p, NEW_SPILL);
-	if (rc == 0 && slots_alloc(st, c, layer, p, NEW_WINDOW))
-		for (uint32_t j = 0; j < p->nfull; j++) /* no room: host only */
-			p->flags[j] &= (uint8_t)~NEW_WINDOW;
-	if (rc == 0)
-		rc = gpu_run(st, &c->cfg.shape, p, stream);
+	rc = gpu_run(st, c, layer, p, stream);
 	if (rc == 0)
 		rc = commit(st, c, layer, p);
-	/* Scratch slots always go; window slots not adopted on failure. */
-	slots_drop(st, c, layer, p, NEW_SPILL | NEW_WINDOW);
+	/* Window slots not adopted (a failure) go. */
+	slots_drop(st, c, layer, p, p->win_js, p->n_win);
 	if (rc)
 		return rc;
 	commit_old(st, p);

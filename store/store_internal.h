@@ -111,9 +111,10 @@ struct kvt_store {
 	 * (fresh pages cost more to fault in than the decode itself) */
 	uint8_t *reload_spare;
 	size_t reload_spare_len;
-	/* kvt_cache_append_device's gather table and pinned staging, kept */
-	struct kvt_gpu_batch *dev_batch;
-	uint32_t dev_batch_cap;
+	/* kvt_cache_append_device's gather tables (window blocks, twins and
+	 * tails; spill chunks) and pinned staging, kept between calls */
+	struct kvt_gpu_batch *dev_batch, *dev_chunk;
+	uint32_t dev_batch_cap, dev_chunk_cap;
 	uint8_t *dev_stage;
 	size_t dev_stage_len;
 	/* catalog names of metadata without a cache, found at open */

@@ -303,26 +303,55 @@ static void snap_eq(struct kvt_store *st, struct kvt_cache *c,
 	cr_assert_eq(now.stats.stored_bytes, before->stats.stored_bytes);
 }
 
+Test(append_gpu, cold_blocks_spill_in_chunks_that_fit)
+{
+	need_gpu();
+	struct twin t;
+	/* 3 raw blocks of GPU room, no window copies: 300 tokens make 17
+	 * cold blocks at once, quantized 3, 1 (halving) ... at a time. */
+	twin_open(&t, 64 << 20, 3 * 8192, 0, 0, KVT_CODEC_KIVI, 2, 16);
+	for (uint32_t l = 0; l < 2; l++) {
+		cr_assert_eq(twin_append(&t, l, 37, NULL), 0);
+		cr_assert_eq(twin_append(&t, l, 300, t.stream), 0);
+		cr_assert_eq(twin_append(&t, l, 1000, NULL), 0);
+	}
+	twin_check(&t);
+	struct kvt_stats s;
+	cr_assert_eq(kvt_store_stats(t.ds, &s), 0);
+	cr_assert_eq(s.tier[KVT_TIER_GPU].n_blocks, 0); /* the slots went */
+	twin_close(&t);
+}
+
 Test(append_gpu, a_gpu_tier_too_small_changes_nothing)
 {
 	need_gpu();
 	struct twin t;
 	struct snap s;
-	/* 4 raw blocks of GPU room, no window copies, recent 16 tokens. */
-	twin_open(&t, 64 << 20, 4 * 8192, 0, 0, KVT_CODEC_KIVI, 2, 16);
-	cr_assert_eq(twin_append(&t, 0, 37, NULL), 0);
+	/* 4 blocks of GPU room, a window of 4 blocks pinned there (KIVI, 64
+	 * recent tokens): no slot is left to quantize new cold blocks in. */
+	twin_open(&t, 64 << 20, 4 * 8192, 0, 1, KVT_CODEC_KIVI, 2, 64);
+	cr_assert_eq(twin_append(&t, 0, 64, NULL), 0);
 	cr_assert_eq(twin_append(&t, 1, 5, NULL), 0);
 	snap_take(t.ds, t.d, &t.shape, &s);
-	/* 300 tokens: 17 new blocks cold at once, 17 GPU slots needed. */
 	cr_assert_eq(twin_append(&t, 0, 300, t.stream), KVT_ENOSPACE);
-	cr_assert_eq(twin_append(&t, 1, 300, NULL), KVT_ENOSPACE);
+	cr_assert_eq(twin_append(&t, 0, 100, NULL), KVT_ENOSPACE);
 	snap_eq(t.ds, t.d, &t.shape, &s);
 	twin_check(&t);
-	/* Smaller calls fit. */
-	for (uint32_t l = 0; l < 2; l++)
-		for (int i = 0; i < 10; i++)
-			cr_assert_eq(twin_append(&t, l, 30, t.stream), 0);
-	twin_check(&t);
+	/* 16 tokens: block 0 leaves the window, quantized from its pinned
+	 * copy (no slot needed); block 4 gets no window copy (no room). */
+	cr_assert_eq(twin_append(&t, 0, 16, t.stream), 0);
+	twin_check_tiers(&t, 1);
+	struct kvt_block_key k0 = {t.d->rec->id, 0, 0};
+	cr_assert_eq(kvt_block_rec_locked(t.ds, &k0, NULL)->meta.codec, KVT_CODEC_KIVI);
+	/* Without a GPU tier big enough for one block, cold blocks fail. */
+	struct twin u;
+	twin_open(&u, 64 << 20, 4096, 0, 1, KVT_CODEC_KIVI, 2, 16);
+	snap_take(u.ds, u.d, &u.shape, &s);
+	cr_assert_eq(twin_append(&u, 0, 100, NULL), KVT_ENOSPACE);
+	snap_eq(u.ds, u.d, &u.shape, &s);
+	cr_assert_eq(twin_append(&u, 0, 15, NULL), 0); /* tail only */
+	twin_check(&u);
+	twin_close(&u);
 	twin_close(&t);
 }
 
