@@ -400,8 +400,9 @@ void kvt_reload_release(struct kvt_reload *r);
  * leave the window, without saliency scores (every token at low bits, as
  * kvt_cache_append without scores). Tokens that complete the partial tail
  * block or start a new one are copied to host memory and appended there.
- * The GPU tier needs room, beyond what pinned blocks take, for the call's
- * new KIVI-cold blocks (unpinned GPU copies are evicted to make it);
+ * KIVI-cold blocks are quantized in chunks that fit the GPU tier beside
+ * its pinned blocks (unpinned GPU copies are evicted to make room), so it
+ * needs room for at least one raw block when a call makes a block cold;
  * window copies are skipped, as in kvt_cache_append, when they do not fit.
  *
  * stream: the CUDA stream (a cudaStream_t, see kvt_cache_reload) whose
@@ -416,8 +417,8 @@ void kvt_reload_release(struct kvt_reload *r);
  * copies the store may drop at any time, evicted to make room, excepted):
  * -EINVAL (layer out of range, NULL buffers), KVT_ENOGPU (the store has no
  * GPU tier: a build without CUDA, no usable device, gpu_bytes 0),
- * KVT_ENOSPACE (the GPU tier cannot hold the call's KIVI-cold blocks, or
- * no host/disk tier can take the data), -ENOMEM, KVT_ECUDA (a copy or
+ * KVT_ENOSPACE (the GPU tier cannot hold one raw block to quantize a
+ * KIVI-cold block in, or no host/disk tier can take the data), -ENOMEM, KVT_ECUDA (a copy or
  * kernel failed).
  */
 int kvt_cache_append_device(struct kvt_cache *cache, uint32_t layer,
