@@ -388,22 +388,25 @@ void kvt_reload_release(struct kvt_reload *r);
  * kvt_cache_read_block return the same values, the tiers hold the same
  * blocks.
  *
- * Needs the store's GPU tier. Full blocks are assembled on the GPU (one
- * gather on `stream` into GPU tier slots); blocks of the recent window
+ * Needs the store's GPU tier. Full blocks are assembled on the GPU
+ * (gathers on `stream` into GPU tier slots); blocks of the recent window
  * stay there (with gpu_recent, as kvt_cache_append's window) and get a raw
  * host copy; blocks that are cold at the end of the call, and window
  * blocks of earlier calls leaving the window now that still have their
  * GPU copy, are quantized on the GPU when the cold codec is KIVI (the
- * bytes the CPU codec writes) and only the encoded bytes cross to host
- * memory, in one batch per call. Raw cold blocks are copied out raw.
- * ZipCache cold blocks are copied out raw and encoded on the CPU when they
- * leave the window, without saliency scores (every token at low bits, as
- * kvt_cache_append without scores). Tokens that complete the partial tail
- * block or start a new one are copied to host memory and appended there.
- * KIVI-cold blocks are quantized in chunks that fit the GPU tier beside
- * its pinned blocks (unpinned GPU copies are evicted to make room), so it
- * needs room for at least one raw block when a call makes a block cold;
- * window copies are skipped, as in kvt_cache_append, when they do not fit.
+ * bytes the CPU codec writes): only the encoded bytes cross to host
+ * memory, one batch per chunk of blocks that fits the GPU tier beside its
+ * pinned blocks (one chunk when the tier has room; unpinned GPU copies
+ * are evicted to make it), so the tier needs room for at least one raw
+ * block when a call makes a block cold. Raw cold blocks are copied out
+ * raw. ZipCache cold blocks are copied out raw and encoded on the CPU
+ * when they leave the window, without saliency scores (every token at
+ * low bits, as kvt_cache_append without scores). Tokens that complete the
+ * partial tail block or start a new one are copied to host memory and
+ * appended there (a block they complete takes kvt_cache_append's path).
+ * Window copies are skipped, as in kvt_cache_append, when they do not
+ * fit. The encoded and raw host copies pass through pinned staging that
+ * the store keeps, then are stored (and hashed) on the CPU.
  *
  * stream: the CUDA stream (a cudaStream_t, see kvt_cache_reload) whose
  * work writes k_dev/v_dev; the copies are ordered after it. NULL: the
@@ -418,8 +421,8 @@ void kvt_reload_release(struct kvt_reload *r);
  * -EINVAL (layer out of range, NULL buffers), KVT_ENOGPU (the store has no
  * GPU tier: a build without CUDA, no usable device, gpu_bytes 0),
  * KVT_ENOSPACE (the GPU tier cannot hold one raw block to quantize a
- * KIVI-cold block in, or no host/disk tier can take the data), -ENOMEM, KVT_ECUDA (a copy or
- * kernel failed).
+ * KIVI-cold block in, or no host/disk tier can take the data), -ENOMEM,
+ * KVT_ECUDA (a copy or kernel failed).
  */
 int kvt_cache_append_device(struct kvt_cache *cache, uint32_t layer,
 			    uint32_t n_tokens, const void *k_dev,
