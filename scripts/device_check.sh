@@ -40,13 +40,15 @@ cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVT_CUDA=ON \
   { cat "$B/configure.log"; echo "device_check: configure failed"; exit 1; }
 tests="test_kernels test_kernels_emu test_gpu_tier test_contract_gpu test_contract_host test_kivi
   test_kernels_fake test_gpu_tier_fake test_contract_gpu_fake test_store_reload_gpu
-  test_store_reload_gpu_fake test_retrieve_gpu test_retrieve_gpu_fake test_attn_gpu test_attn_gpu_fake"
-cmake --build "$B" -j"$(nproc)" --target $tests bench_kernels bench_retrieval bench_reload ||
+  test_store_reload_gpu_fake test_retrieve_gpu test_retrieve_gpu_fake test_attn_gpu test_attn_gpu_fake
+  test_store_append_gpu test_store_append_gpu_fake"
+cmake --build "$B" -j"$(nproc)" --target $tests bench_kernels bench_retrieval bench_reload bench_append ||
   { echo "device_check: build failed"; exit 1; }
 echo "device_check: built in $(( $(date +%s) - t0 )) s"
 
 status=0
-for t in test_kernels test_gpu_tier test_contract_gpu test_store_reload_gpu test_retrieve_gpu test_attn_gpu; do
+for t in test_kernels test_gpu_tier test_contract_gpu test_store_reload_gpu test_store_append_gpu \
+  test_retrieve_gpu test_attn_gpu; do
   bin=$(find "$B/tests" -name "$t" -type f -perm -u+x | head -1)
   echo "== $t"
   (cd "$B" && "$OLDPWD/$bin" --verbose --jobs 1) 2>&1 | tee "$B/$t.out" | grep -E "^\[(PASS|FAIL|SKIP|----)|Synthesis" || true
@@ -84,6 +86,9 @@ echo "== bench_kernels (the store's default block: 8x16x128 fp16, group 16)"
 echo "== bench_reload --gpu (the store's kvt_cache_reload into the GPU tier, KIVI-2 and raw)"
 "$B/bench/bench_reload" --gpu --blocks 4096 || status=1
 "$B/bench/bench_reload" --gpu --blocks 4096 --codec raw || status=1
+echo "== bench_append (kvt_cache_append_device vs kvt_cache_append vs a d2h copy; KIVI-2 cold, then raw)"
+"$B/bench/bench_append" || status=1
+"$B/bench/bench_append" --codec raw || status=1
 echo "== bench_retrieval (Quest and ClusterKV selection on the GPU next to the CPU modes, 32k and 128k tokens)"
 "$B/bench/bench_retrieval" --trials 1 --reps 20 || status=1
 echo "device_check: done in $(( $(date +%s) - t0 )) s, status $status"

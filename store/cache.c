@@ -497,6 +497,43 @@ int kvt_cache_append(struct kvt_cache *cache, uint32_t layer, uint32_t n_tokens,
 	return kvt_cache_append_scored(cache, layer, n_tokens, k, v, NULL);
 }
 
+/* ---------------------------------------------------------------- shared with append_device.c */
+
+int kvt_cache_put_raw_locked(struct kvt_store *st, struct cache_rec *c,
+			     uint32_t layer, uint64_t block, const void *raw,
+			     uint32_t n_tokens, int window)
+{
+	return put_raw(st, c, layer, block, raw, n_tokens, window);
+}
+
+void kvt_cache_tail_copy(const struct kvt_shape *s, uint8_t *tail, uint32_t at,
+			 const uint8_t *k, const uint8_t *v, uint32_t total,
+			 uint32_t from, uint32_t n)
+{
+	tail_copy(s, tail, at, k, v, total, from, n);
+}
+
+void kvt_cache_rollback_locked(struct kvt_store *st, struct cache_rec *c,
+			       uint32_t layer, uint64_t first_new, uint64_t end,
+			       const struct layer_state *saved,
+			       const uint8_t *saved_tail)
+{
+	rollback(st, c, layer, first_new, end, saved, saved_tail);
+}
+
+int kvt_cache_scores_push(const struct cache_rec *c, struct layer_state *ls,
+			  uint32_t n, const float *scores)
+{
+	return scores_push(c, ls, n, scores);
+}
+
+void kvt_cache_appended_locked(struct kvt_store *st, struct cache_rec *c,
+			       uint32_t layer)
+{
+	age_blocks(st, c, layer);
+	window_trim(st, c, layer);
+}
+
 /* ---------------------------------------------------------------- read */
 
 /* Decodes a stored block (raw or two codec streams) into a raw block. */

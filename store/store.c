@@ -248,6 +248,7 @@ static void free_store(struct kvt_store *st)
 		kvt_tier_destroy(st->tier[t]);
 	kvt_gpu_dir_free(st);
 	kvt_reload_spare_free(st);
+	kvt_append_device_free(st);
 	kvt_blocks_free(st);
 	if (st->lock_fd >= 0)
 		close(st->lock_fd);

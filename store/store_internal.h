@@ -9,6 +9,7 @@
  * gpu.c      the GPU tier's directory: reloaded copies, their pins, LRU
  *            and eviction, the in-flight GPU request
  * reload.c   kvt_cache_reload and the kvt_reload handle
+ * append_device.c  kvt_cache_append_device (K/V on the GPU)
  *
  * Locking: one mutex per store; functions named *_locked expect it held.
  */
@@ -23,6 +24,8 @@
 #include "tier.h"
 
 #define KVT_NIL UINT32_MAX
+
+struct kvt_gpu_batch;
 
 enum {
 	BLOCK_ON_GPU = 1u << KVT_TIER_GPU,  /* a decoded raw copy on the GPU */
@@ -108,6 +111,12 @@ struct kvt_store {
 	 * (fresh pages cost more to fault in than the decode itself) */
 	uint8_t *reload_spare;
 	size_t reload_spare_len;
+	/* kvt_cache_append_device's gather tables (window blocks, twins and
+	 * tails; spill chunks) and pinned staging, kept between calls */
+	struct kvt_gpu_batch *dev_batch, *dev_chunk;
+	uint32_t dev_batch_cap, dev_chunk_cap;
+	uint8_t *dev_stage;
+	size_t dev_stage_len;
 	/* catalog names of metadata without a cache, found at open */
 	char **meta_orphans;
 	size_t n_meta_orphans;
@@ -271,6 +280,31 @@ int kvt_cache_flush_tails_locked(struct kvt_store *st, struct cache_rec *c);
 
 /* Rebuilds token counts and tails of c from its stored blocks (restart). */
 int kvt_cache_recover_locked(struct kvt_store *st, struct cache_rec *c);
+
+/* The pieces of kvt_cache_append that append_device.c reuses: a full
+ * or flushed raw block stored (window: it stays in the recent window, so
+ * it gets a GPU copy), tokens copied into a tail, the rollback of a failed
+ * append to `saved`, the ZipCache scores of n tokens (NULL: none), and the
+ * work after a successful append (cold re-encoding, window trim). */
+int kvt_cache_put_raw_locked(struct kvt_store *st, struct cache_rec *c,
+			     uint32_t layer, uint64_t block, const void *raw,
+			     uint32_t n_tokens, int window);
+void kvt_cache_tail_copy(const struct kvt_shape *s, uint8_t *tail, uint32_t at,
+			 const uint8_t *k, const uint8_t *v, uint32_t total,
+			 uint32_t from, uint32_t n);
+void kvt_cache_rollback_locked(struct kvt_store *st, struct cache_rec *c,
+			       uint32_t layer, uint64_t first_new, uint64_t end,
+			       const struct layer_state *saved,
+			       const uint8_t *saved_tail);
+int kvt_cache_scores_push(const struct cache_rec *c, struct layer_state *ls,
+			  uint32_t n, const float *scores);
+void kvt_cache_appended_locked(struct kvt_store *st, struct cache_rec *c,
+			       uint32_t layer);
+
+/* ---- append_device.c */
+
+/* Frees the staging kept between kvt_cache_append_device calls. */
+void kvt_append_device_free(struct kvt_store *st);
 
 /* ---- meta.c */
 

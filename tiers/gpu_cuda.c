@@ -314,6 +314,32 @@ static void gpu_destroy(struct kvt_tier *t)
 	free(g);
 }
 
+int kvt_gpu_tier_alloc(struct kvt_tier *t, size_t n,
+		       const struct kvt_block_key *keys,
+		       const struct kvt_block_meta *metas, void **addrs)
+{
+	struct gpu_tier *g = gpu_of(t);
+	struct gpu_slot s;
+	int rc = 0;
+	size_t i;
+	kvt_gpu_tier_reload_wait(t, NULL);
+	if (n && (!keys || !metas || !addrs))
+		return -EINVAL;
+	for (i = 0; i < n && rc == 0; i++) {
+		/* A stored key may be an orphan a reload still reads. */
+		if (lookup(g, &keys[i]))
+			rc = -EEXIST;
+		else if ((rc = reserve_fresh(g, &keys[i], round_up(metas[i].len ? metas[i].len : 1), &s)) == 0) {
+			kvt_gpu_slot_commit(g, &s, &metas[i]);
+			addrs[i] = g->pool + s.off;
+		}
+	}
+	if (rc)
+		while (--i > 0) /* the failed one (i - 1 after the loop) holds nothing */
+			kvt_gpu_remove(g, &keys[i - 1]);
+	return rc;
+}
+
 static const struct kvt_tier_ops gpu_ops = {
 	.name = "gpu",
 	.put = gpu_put,

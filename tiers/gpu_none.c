@@ -38,3 +38,11 @@ int kvt_gpu_tier_spill(struct kvt_tier *gpu, size_t n,
 	(void)gpu, (void)n, (void)keys, (void)dsts, (void)geom, (void)s;
 	return KVT_ENOGPU;
 }
+
+int kvt_gpu_tier_alloc(struct kvt_tier *gpu, size_t n,
+		       const struct kvt_block_key *keys,
+		       const struct kvt_block_meta *metas, void **addrs)
+{
+	(void)gpu, (void)n, (void)keys, (void)metas, (void)addrs;
+	return KVT_ENOGPU;
+}

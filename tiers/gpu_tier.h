@@ -1,6 +1,8 @@
 /*
  * gpu_tier.h - what the GPU tier offers beyond the tier contract: an
- * asynchronous batched reload from the host tier, and the spill back.
+ * asynchronous batched reload from the host tier, the spill back, and
+ * slots the caller fills on the GPU (store/append_device.c uses the last
+ * two: blocks assembled from device K/V, quantized, copied out encoded).
  *
  * The GPU tier (kvt_gpu_tier_create in tier.h) is one cudaMalloc'd pool.
  * Its locate() returns device addresses (fd -1, offset = offset in the
@@ -99,6 +101,20 @@ int kvt_gpu_tier_reload_wait(struct kvt_tier *gpu, int *results);
 int kvt_gpu_tier_spill(struct kvt_tier *gpu, size_t n,
 		       const struct kvt_block_key *keys, void *const *dsts,
 		       const struct kvt_kivi_geom *geom, struct kvt_stream *s);
+
+/*
+ * Stores n new blocks whose bytes the caller writes on the GPU (the
+ * store's append_device assembles them there with one gather): reserves
+ * an extent of metas[i].len bytes for keys[i], records metas[i] and gives
+ * its device address in addrs[i]. The tier does not know when the bytes
+ * arrive: the caller orders its writes before any use of the blocks (the
+ * same stream, or a sync) and deletes them if the writes fail. All or
+ * nothing; errors (tier unchanged): -EINVAL, -EEXIST (a key is stored
+ * already, or given twice), KVT_ENOSPACE, -ENOMEM, KVT_ENOGPU.
+ */
+int kvt_gpu_tier_alloc(struct kvt_tier *gpu, size_t n,
+		       const struct kvt_block_key *keys,
+		       const struct kvt_block_meta *metas, void **addrs);
 
 #ifdef __cplusplus
 }

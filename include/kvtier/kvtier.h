@@ -377,6 +377,57 @@ int kvt_reload_wait(struct kvt_reload *r, const struct kvt_reload_block **blocks
  */
 void kvt_reload_release(struct kvt_reload *r);
 
+/* ---------------------------------------------------------------- device append */
+
+/*
+ * Appends n_tokens tokens to layer `layer` from GPU memory: k_dev and v_dev
+ * are device pointers (or mapped pinned host memory seen through its
+ * device address) to [n_kv_heads][n_tokens][head_dim] arrays of the cache
+ * dtype, the layout of kvt_cache_append. The result is the one
+ * kvt_cache_append of the same bytes gives: kvt_cache_read and
+ * kvt_cache_read_block return the same values, the tiers hold the same
+ * blocks.
+ *
+ * Needs the store's GPU tier. Full blocks are assembled on the GPU
+ * (gathers on `stream` into GPU tier slots); blocks of the recent window
+ * stay there (with gpu_recent, as kvt_cache_append's window) and get a raw
+ * host copy; blocks that are cold at the end of the call, and window
+ * blocks of earlier calls leaving the window now that still have their
+ * GPU copy, are quantized on the GPU when the cold codec is KIVI (the
+ * bytes the CPU codec writes): only the encoded bytes cross to host
+ * memory, one batch per chunk of blocks that fits the GPU tier beside its
+ * pinned blocks (one chunk when the tier has room; unpinned GPU copies
+ * are evicted to make it), so the tier needs room for at least one raw
+ * block when a call makes a block cold. Raw cold blocks are copied out
+ * raw. ZipCache cold blocks are copied out raw and encoded on the CPU
+ * when they leave the window, without saliency scores (every token at
+ * low bits, as kvt_cache_append without scores). Tokens that complete the
+ * partial tail block or start a new one are copied to host memory and
+ * appended there (a block they complete takes kvt_cache_append's path).
+ * Window copies are skipped, as in kvt_cache_append, when they do not
+ * fit. The encoded and raw host copies pass through pinned staging that
+ * the store keeps, then are stored (and hashed) on the CPU.
+ *
+ * stream: the CUDA stream (a cudaStream_t, see kvt_cache_reload) whose
+ * work writes k_dev/v_dev; the copies are ordered after it. NULL: the
+ * legacy default stream (the caller then makes sure the buffers are
+ * written). The call synchronises the stream (all work queued on it
+ * before the call is complete when it returns) and returns once the data
+ * is stored: the caller may then overwrite or free k_dev and v_dev. The
+ * store does not keep the pointers.
+ *
+ * Errors (nothing of this call is stored, the cache is as before; GPU
+ * copies the store may drop at any time, evicted to make room, excepted):
+ * -EINVAL (layer out of range, NULL buffers), KVT_ENOGPU (the store has no
+ * GPU tier: a build without CUDA, no usable device, gpu_bytes 0),
+ * KVT_ENOSPACE (the GPU tier cannot hold one raw block to quantize a
+ * KIVI-cold block in, or no host/disk tier can take the data), -ENOMEM,
+ * KVT_ECUDA (a copy or kernel failed).
+ */
+int kvt_cache_append_device(struct kvt_cache *cache, uint32_t layer,
+			    uint32_t n_tokens, const void *k_dev,
+			    const void *v_dev, struct kvt_stream *stream);
+
 /* ---------------------------------------------------------------- metadata */
 
 #define KVT_META_KEY_MAX 63                 /* bytes of a metadata key */

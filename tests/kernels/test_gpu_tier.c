@@ -332,3 +332,53 @@ Test(gpu_tier, reload_decodes_zipcache_blocks)
 	kvt_tier_destroy(gpu);
 	kvt_tier_destroy(host);
 }
+
+Test(gpu_tier, alloc_gives_slots_the_caller_fills)
+{
+	need_gpu();
+	struct kvt_tier *gpu;
+	/* Room for 4 blocks of 8 KiB. */
+	cr_assert_eq(kvt_gpu_tier_create(4 * 8192, &gpu), 0);
+	struct kvt_block_key keys[5];
+	struct kvt_block_meta metas[5];
+	void *addrs[5] = {0};
+	uint8_t *want = malloc(8192), *got = malloc(8192);
+	for (uint32_t i = 0; i < 5; i++) {
+		keys[i] = (struct kvt_block_key){7, 0, i};
+		metas[i] = (struct kvt_block_meta){.len = 8192, .raw_len = 8192,
+						   .codec = KVT_CODEC_RAW, .n_tokens = 16};
+	}
+	struct kvt_tier_usage u;
+	/* Five do not fit: nothing is reserved. */
+	cr_assert_eq(kvt_gpu_tier_alloc(gpu, 5, keys, metas, addrs), KVT_ENOSPACE);
+	cr_assert_eq(gpu->ops->usage(gpu, &u), 0);
+	cr_assert_eq(u.n_blocks, 0);
+	cr_assert_eq(u.used_bytes, 0);
+	cr_assert_eq(kvt_gpu_tier_alloc(gpu, 3, keys, metas, addrs), 0);
+	for (uint32_t i = 0; i < 3; i++) {
+		struct kvt_block_loc loc;
+		cr_assert_eq(gpu->ops->locate(gpu, &keys[i], &loc), 0);
+		cr_assert_eq(loc.ptr, addrs[i]);
+		/* The caller writes the bytes; the tier then serves them. */
+		memset(want, 0x30 + (int)i, 8192);
+		cr_assert_eq(kvt_gpu_copy_async(addrs[i], want, 8192, NULL), 0);
+		cr_assert_eq(kvt_stream_sync(NULL), 0);
+		struct kvt_block_meta m;
+		cr_assert_eq(gpu->ops->get(gpu, &keys[i], got, 8192, &m), 0);
+		cr_assert_eq(memcmp(got, want, 8192), 0);
+		cr_assert_eq(m.len, 8192);
+	}
+	/* A stored key (or one given twice) is refused, all or nothing. */
+	cr_assert_eq(kvt_gpu_tier_alloc(gpu, 2, &keys[2], metas, addrs), -EEXIST);
+	struct kvt_block_key twice[2] = {keys[3], keys[3]};
+	cr_assert_eq(kvt_gpu_tier_alloc(gpu, 2, twice, metas, addrs), -EEXIST);
+	cr_assert_eq(gpu->ops->usage(gpu, &u), 0);
+	cr_assert_eq(u.n_blocks, 3);
+	cr_assert_eq(u.used_bytes, 3 * 8192);
+	cr_assert_eq(gpu->ops->stat(gpu, &keys[3], &metas[3]), KVT_ENOTFOUND);
+	cr_assert_eq(kvt_gpu_tier_alloc(gpu, 1, &keys[3], metas, addrs), 0);
+	cr_assert_eq(kvt_gpu_tier_alloc(gpu, 1, &keys[4], metas, addrs), KVT_ENOSPACE);
+	free(want);
+	free(got);
+	kvt_tier_destroy(gpu);
+}

@@ -260,3 +260,25 @@ Test(store, concurrent_appends_to_different_layers)
 	kvt_cache_close(c);
 	kvt_store_close(st);
 }
+
+Test(store, append_device_without_a_gpu_tier_is_refused)
+{
+	/* No GPU tier (gpu_bytes 0, and any CPU build): KVT_ENOGPU, nothing
+	 * appended. */
+	struct kvt_store_config sc;
+	struct kvt_store *st;
+	struct kvt_cache_config cfg;
+	struct kvt_cache *c;
+	uint16_t buf[2 * 64 * 4] = {0};
+	uint64_t n = 1;
+	kvt_store_config_init(&sc);
+	cr_assert_eq(kvt_store_open(&sc, &st), 0);
+	kvt_cache_config_init(&cfg);
+	cfg.shape = (struct kvt_shape){2, 2, 64, 16, KVT_DTYPE_F16};
+	cr_assert_eq(kvt_cache_create(st, "nogpu", &cfg, &c), 0);
+	cr_assert_eq(kvt_cache_append_device(c, 0, 4, buf, buf, NULL), KVT_ENOGPU);
+	cr_assert_eq(kvt_cache_layer_tokens(c, 0, &n), 0);
+	cr_assert_eq(n, 0);
+	kvt_cache_close(c);
+	kvt_store_close(st);
+}
