@@ -75,17 +75,6 @@ static int parse(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, uint32_t n)
-{
-	qsort(v, n, sizeof *v, cmp_d);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 struct ctx {
 	struct opts o;
@@ -177,7 +166,7 @@ static int run(struct ctx *x)
 			free(t);
 			return rc;
 		}
-		gbs[m] = raw / median(t, x->o.reps) / 1e9;
+		gbs[m] = raw / bench_median(t, x->o.reps) / 1e9;
 		printf("  %-40s %8.2f GB/s of raw K/V\n", label[m], gbs[m]);
 	}
 	free(t);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "kvtier/client.h"
 #include "server.h"
 
@@ -29,13 +30,6 @@ struct opts {
 	uint32_t layers, heads, dim, blocks_per_layer;
 	int rounds, repeat, ops;
 };
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void usage(FILE *f)
 {
@@ -80,11 +74,6 @@ static int parse(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
 
 struct pct {
 	double p50, p99;
@@ -92,7 +81,7 @@ struct pct {
 
 static struct pct percentiles(double *v, int n)
 {
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	bench_sort(v, (size_t)n);
 	return (struct pct){v[n / 2] * 1e6, v[(int)(n * 0.99)] * 1e6};
 }
 
@@ -157,12 +146,12 @@ static void latency(struct kvt_store *store, const char *path, int ops)
 	double *t2 = malloc(sizeof *t2 * (size_t)ops);
 	struct kvt_stats st;
 	for (int i = 0; i < ops; i++) {
-		double a = now();
+		double a = bench_now();
 		kvt_client_stats(cl, &st);
-		t[i] = now() - a;
-		a = now();
+		t[i] = bench_now() - a;
+		a = bench_now();
 		kvt_store_stats(store, &st);
-		t2[i] = now() - a;
+		t2[i] = bench_now() - a;
 	}
 	struct pct d = percentiles(t, ops), s = percentiles(t2, ops);
 	printf("stats        daemon p50 %7.2f us  p99 %7.2f us | in-process p50 %6.2f us  p99 %6.2f us\n",
@@ -170,12 +159,12 @@ static void latency(struct kvt_store *store, const char *path, int ops)
 	for (int i = 0; i < ops; i++) {
 		struct kvt_client_cache *c;
 		struct kvt_cache *lc;
-		double a = now();
+		double a = bench_now();
 		kvt_client_cache_open(cl, "bench", &c);
-		t[i] = now() - a;
-		a = now();
+		t[i] = bench_now() - a;
+		a = bench_now();
 		kvt_client_cache_close(c);
-		t2[i] = now() - a;
+		t2[i] = bench_now() - a;
 		kvt_cache_open(store, "bench", &lc);
 		kvt_cache_close(lc);
 	}
@@ -222,17 +211,17 @@ static int read_all(const struct opts *o, int seed, size_t len,
 		order[i] = order[j];
 		order[j] = x;
 	}
-	double t0 = now(), t1 = t0;
+	double t0 = bench_now(), t1 = t0;
 	int rc = 0;
 	for (int r = 0; r < o->rounds && !rc; r++) {
 		for (uint32_t i = 0; i < n && !rc; i++)
 			rc = fn(ctx, order[i] / o->blocks_per_layer,
 				order[i] % o->blocks_per_layer, dst, len);
 		if (r == 0)
-			t1 = now();
+			t1 = bench_now();
 	}
 	out->first = t1 - t0;
-	out->rest = now() - t1;
+	out->rest = bench_now() - t1;
 	free(order);
 	free(dst);
 	return rc ? -1 : 0;

@@ -69,17 +69,6 @@ static int parse(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, uint32_t n)
-{
-	qsort(v, n, sizeof *v, cmp_d);
-	return v[n / 2];
-}
 
 /* Appends o->blocks blocks of key-like data to layer 0, all cold. */
 static int fill(struct kvt_cache *c, const struct kvt_shape *s, uint32_t blocks)
@@ -155,8 +144,8 @@ static int run(const struct opts *o, struct kvt_store *st, int gpu_tier)
 	}
 	if (rc == 0) {
 		double gb = (double)per * bb / 1e9;
-		double rel = gb / median(t_rel, o->reps), rb = gb / median(t_rb, o->reps);
-		double cpy = gb / median(t_cpy, o->reps);
+		double rel = gb / bench_median(t_rel, o->reps), rb = gb / bench_median(t_rb, o->reps);
+		double cpy = gb / bench_median(t_cpy, o->reps);
 		printf("blocks per reload %u (%zu KiB raw each, %s, reload into %s)\n", per,
 		       bb >> 10, o->codec == KVT_CODEC_RAW ? "raw" : o->codec == KVT_CODEC_KIVI
 							      ? "kivi 2-bit" : "zipcache 2/4-bit",

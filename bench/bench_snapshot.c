@@ -186,17 +186,6 @@ static void build(struct kvt_store *st, const char *name, int kivi, uint64_t mib
 
 /* ---------------------------------------------------------------- measurement */
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 struct result {
 	double med[4], best[4]; /* seconds: save, write, load, read */
@@ -266,7 +255,7 @@ static void run_codec(const struct opts *o, int kivi, struct result *r)
 	r->file_bytes = info.file_bytes;
 	r->raw_bytes = ci.raw_bytes;
 	for (int i = 0; i < 4; i++) {
-		r->med[i] = median(t[i], o->reps); /* sorts t[i] */
+		r->med[i] = bench_median(t[i], (size_t)o->reps); /* sorts t[i] */
 		r->best[i] = t[i][0];
 	}
 	for (int i = 0; i < 4; i++)

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 
 static inline double bench_now(void)
@@ -11,6 +12,25 @@ static inline double bench_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Sorts v[0..n) ascending (n >= 1). */
+static inline void bench_sort(double *v, size_t n)
+{
+	qsort(v, n, sizeof *v, bench_cmp_double);
+}
+
+/* The median of v[0..n) (n >= 1); sorts v. */
+static inline double bench_median(double *v, size_t n)
+{
+	bench_sort(v, n);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* Deterministic pseudo-random floats in [-0.5, 0.5). */

@@ -13,25 +13,11 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 
-#include "kvt_kernels.h"
-
-static void dev_read(void *dst, const void *src, size_t n)
-{
-	cr_assert_eq(kvt_gpu_copy_async(dst, src, n, NULL), 0);
-	cr_assert_eq(kvt_stream_sync(NULL), 0);
-}
-#define RU_DEVICE_READ dev_read
+#include "store/gpu_test_util.h"
 
 #include "gpu_tier.h"
 #include "store/reload_util.h"
 #include "store_internal.h"
-
-static void need_gpu(void)
-{
-	if (kvt_gpu_available())
-		cr_skip_test("no usable CUDA device (or a build without CUDA): "
-			     "GPU test skipped; run scripts/device_check.sh on a GPU machine");
-}
 
 #define BB 8192u /* raw block bytes of ru_config, a multiple of 256 */
 
