@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "daemon/kvtierd_proc.h"
 #include "kvtier/client.h"
 #include "kvtier/snapshot.h"
 #include "store/store_util.h"
@@ -206,20 +207,8 @@ Test(cli_snapshot, damaged_files_are_refused_clearly)
 
 static pid_t start_daemon(const char *sock, const char *data_dir)
 {
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 2);
-		execl(KVTIERD_PATH, KVTIERD_PATH, "--foreground", "--socket", sock,
-		      "--data-dir", data_dir, (char *)NULL);
-		_exit(127);
-	}
-	struct kvt_client *cl = NULL;
-	for (int i = 0; i < 5000 && kvt_client_connect(sock, &cl); i++)
-		usleep(1000);
-	cr_assert(cl, "kvtierd did not come up");
-	kvt_client_close(cl);
+	pid_t pid = kvtierd_spawn(sock, data_dir, NULL);
+	kvt_client_close(kvtierd_connect(sock));
 	return pid;
 }
 

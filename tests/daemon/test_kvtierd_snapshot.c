@@ -200,15 +200,8 @@ Test(kvtierd_snapshot, other_uids_may_not_make_the_daemon_touch_files,
 		cr_skip_test("needs root to connect as another uid");
 	snprintf(sock, sizeof sock, "/tmp/kvt-snap-peer-%d.sock", (int)getpid());
 	unlink(sock);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 2);
-		execl(KVTIERD_PATH, KVTIERD_PATH, "--foreground", "--socket", sock,
-		      "--data-dir", dir, "--allow-uid", "65534", (char *)NULL);
-		_exit(127);
-	}
+	static const char *const nobody[] = {"--allow-uid", "65534", NULL};
+	pid_t pid = kvtierd_spawn(sock, dir, nobody);
 	struct kvt_client *cl = kvtierd_connect(sock);
 	fill(cl, "doc");
 	cr_assert_eq(chmod(sock, 0666), 0);

@@ -384,44 +384,6 @@ Test(gather_gpu, scattered_blocks_arrive_byte_exact)
 
 /* ---------------------------------------------------------------- scoring */
 
-struct ref_cand {
-	float s;
-	uint32_t i;
-};
-
-static int ref_cmp(const void *a, const void *b)
-{
-	const struct ref_cand *x = a, *y = b;
-	if (x->s != y->s)
-		return x->s > y->s ? -1 : 1;
-	return x->i < y->i ? -1 : (x->i > y->i);
-}
-
-/* Scores bit for bit and top-k against a CPU loop and qsort. */
-static void check_topk_ref(uint32_t sets, uint32_t nq, uint32_t m, uint32_t dim,
-			   uint32_t k, const float *q, const float *keys,
-			   const float *s, const uint32_t *ti, const float *ts)
-{
-	struct ref_cand *c = malloc(m * sizeof *c);
-	for (size_t i = 0; i < (size_t)sets * nq; i++) {
-		const float *kz = keys + i / nq * m * dim;
-		for (uint32_t j = 0; j < m; j++) {
-			float acc = 0.0f; /* -ffp-contract=off: no FMA */
-			for (uint32_t d = 0; d < dim; d++)
-				acc += q[i * dim + d] * kz[(size_t)j * dim + d];
-			cr_assert_eq(kvt_f32_to_bits(s[i * m + j]), kvt_f32_to_bits(acc),
-				     "score %zu,%u", i, j);
-			c[j] = (struct ref_cand){acc, j};
-		}
-		qsort(c, m, sizeof *c, ref_cmp);
-		for (uint32_t r = 0; r < k; r++) {
-			cr_assert_eq(ti[i * k + r], c[r].i, "row %zu rank %u (m %u, k %u)",
-				     i, r, m, k);
-			cr_assert_eq(ts[i * k + r], c[r].s);
-		}
-	}
-	free(c);
-}
 
 static void check_topk(uint32_t sets, uint32_t nq, uint32_t m, uint32_t dim,
 		       uint32_t k)

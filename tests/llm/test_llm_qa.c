@@ -13,28 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_set.h"
-#include "qa.h"
-
-static struct llm_gguf *g;
-static struct llm_model *model;
-static struct llm_tok *tok;
-static struct llm_pool *pool;
-static struct llm_faq faq;
-
-static void setup(void)
-{
-	char err[512] = "";
-	load_model_set(&g, &model, &tok, &pool);
-	cr_assert_eq(llm_faq_load(LLM_FAQ_PATH, &faq, err, sizeof(err)), 0,
-		     "%s (scripts/setup.sh installs debian-faq)", err);
-}
-
-static void teardown(void)
-{
-	llm_faq_free(&faq);
-	free_model_set(g, model, tok, pool);
-}
+#include "faq_suite.h"
 
 TestSuite(llm_qa, .init = setup, .fini = teardown, .timeout = 300);
 
