@@ -16,6 +16,7 @@
 #include "bench_util.h"
 #include "half.h"
 #include "kvt_kernels.h"
+#include "kvtier/codec.h"
 #include "kvtier/kvtier.h"
 
 struct opts {
@@ -54,10 +55,9 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->recent = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (c == 'p')
 			o->reps = (uint32_t)strtoul(optarg, NULL, 10);
-		else if (c == 'k' && !strcmp(optarg, "kivi"))
-			o->codec = KVT_CODEC_KIVI;
-		else if (c == 'k' && !strcmp(optarg, "raw"))
-			o->codec = KVT_CODEC_RAW;
+		else if (c == 'k' && !kvt_codec_from_name(optarg, &o->codec) &&
+			 o->codec != KVT_CODEC_ZIPCACHE) /* kivi or raw */
+			continue;
 		else if (c == 'h') {
 			usage(stdout);
 			exit(0);

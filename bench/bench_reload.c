@@ -16,6 +16,7 @@
 
 #include "bench_util.h"
 #include "half.h"
+#include "kvtier/codec.h"
 #include "kvtier/kvtier.h"
 
 struct opts {
@@ -48,12 +49,10 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->reps = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (c == 'g')
 			o->gpu = 1;
-		else if (c == 'c' && !strcmp(optarg, "raw"))
-			o->codec = KVT_CODEC_RAW;
-		else if (c == 'c' && !strcmp(optarg, "kivi"))
-			o->codec = KVT_CODEC_KIVI;
-		else if (c == 'c' && !strcmp(optarg, "zip"))
-			o->codec = KVT_CODEC_ZIPCACHE;
+		else if (c == 'c' &&
+			 !kvt_codec_from_name(strcmp(optarg, "zip") ? optarg : "zipcache",
+					      &o->codec))
+			continue;
 		else if (c == 'h') {
 			usage(stdout);
 			exit(0);

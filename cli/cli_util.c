@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli_util.h"
@@ -105,4 +106,11 @@ const char *kvt_cli_fmt_bytes(uint64_t n, char *buf, size_t cap)
 	}
 	snprintf(buf, cap, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
 	return buf;
+}
+
+double kvt_cli_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli_util.h"
 #include "commands.h"
@@ -212,13 +211,6 @@ static int load_queries(const char *path, const struct kvt_shape *s,
 
 /* ---------------------------------------------------------------- output */
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void print_blocks(const struct kvt_selection *s)
 {
 	printf("  blocks:");
@@ -419,12 +411,12 @@ static int load(struct kvt_cache *c, const struct kvt_shape *s,
 	struct kvt_block_table t;
 	if (!pool)
 		return -ENOMEM;
-	double t0 = now();
+	double t0 = kvt_cli_now();
 	int rc = kvt_retrieve_load(c, sel, pool, (size_t)sel->n_blocks * bb, &t);
 	if (rc == 0) {
 		printf("  loaded %u blocks (%.1f MiB) into the block pool in %.2f ms\n",
 		       t.n_blocks, (double)t.n_blocks * bb / (1 << 20),
-		       (now() - t0) * 1e3);
+		       (kvt_cli_now() - t0) * 1e3);
 		kvt_block_table_free(&t);
 	}
 	free(pool);
@@ -443,12 +435,12 @@ static int reload(struct kvt_cache *c, const struct kvt_selection *sel)
 	struct kvt_reload *r;
 	const struct kvt_reload_block *b;
 	size_t n, on_gpu = 0;
-	double t0 = now();
+	double t0 = kvt_cli_now();
 	int rc = kvt_cache_reload(c, sel->layer, sel->blocks, sel->n_blocks, NULL, &r);
 	if (rc)
 		return rc;
 	rc = kvt_reload_wait(r, &b, &n);
-	double dt = now() - t0;
+	double dt = kvt_cli_now() - t0;
 	for (size_t i = 0; i < n; i++)
 		on_gpu += b[i].status == 0 && b[i].tier == KVT_TIER_GPU;
 	if (rc == 0)
@@ -495,9 +487,9 @@ static int one_layer(const struct ropts *o, struct kvt_cache *c,
 	const float *q = qs->q + (qs->n_layers == 1 ? 0 : layer * per);
 	struct kvt_selection sel;
 	const char *where;
-	double t0 = now();
+	double t0 = kvt_cli_now();
 	int rc = select_layer(idx, g, layer, &p, q, &sel, &where);
-	double dt = now() - t0;
+	double dt = kvt_cli_now() - t0;
 	if (rc) {
 		fprintf(stderr, "kvtier retrieve: layer %u: %s%s\n", layer, kvt_strerror(rc),
 			rc == -EINVAL ? " (is the budget below the sink + recent blocks?)" : "");
@@ -525,16 +517,16 @@ static int one_layer(const struct ropts *o, struct kvt_cache *c,
 static int get_index(const struct ropts *o, struct kvt_cache *c,
 		     struct kvt_rindex **out)
 {
-	double t0 = now();
+	double t0 = kvt_cli_now();
 	int rc = o->rebuild ? KVT_ENOTFOUND : kvt_rindex_open(c, out);
 	if (rc == 0) {
 		rc = kvt_rindex_update_from_cache(*out, c);
 		printf("index: stored with the cache, brought up to date in %.2f s\n",
-		       now() - t0);
+		       kvt_cli_now() - t0);
 	} else if (rc == KVT_ENOTFOUND) {
 		rc = kvt_rindex_build_from_cache(c, &o->icfg, out);
 		if (rc == 0)
-			printf("index: built from the cache's keys in %.2f s\n", now() - t0);
+			printf("index: built from the cache's keys in %.2f s\n", kvt_cli_now() - t0);
 	}
 	if (rc) {
 		fprintf(stderr, "kvtier retrieve: index: %s%s\n", kvt_strerror(rc),

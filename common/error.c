@@ -1,6 +1,10 @@
-/* error.c - kvt_strerror and small shape helpers shared by every module. */
+/* error.c - kvt_strerror, kvt_errmsg and small shape helpers shared by
+ * every module. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "errmsg.h"
 #include "kvtier/kvtier.h"
 
 static const char *kvt_error_message(int err)
@@ -33,4 +37,15 @@ const char *kvt_strerror(int err)
 	if (err < 0 && err > -4096)
 		return strerror(-err);
 	return "unknown error";
+}
+
+int kvt_errmsg(int rc, char *msg, size_t cap, const char *fmt, ...)
+{
+	if (msg && cap) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(msg, cap, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
 }

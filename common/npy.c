@@ -2,7 +2,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,20 +9,10 @@
 #include <unistd.h>
 
 #include "bytes.h"
+#include "errmsg.h"
 #include "npy.h"
 
 static const char magic[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
-
-static int fail(int rc, char *msg, size_t cap, const char *fmt, ...)
-{
-	if (msg && cap) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, cap, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 /* Finds the value text after 'key': in the header dictionary. */
 static const char *dict_value(const char *dict, const char *key)
@@ -47,13 +36,13 @@ static const char *dict_value(const char *dict, const char *key)
 static int parse_descr(const char *v, struct kvt_npy *o, char *msg, size_t cap)
 {
 	if (!v || (*v != '\'' && *v != '"'))
-		return fail(KVT_EFORMAT, msg, cap, "npy header has no 'descr'");
+		return kvt_errmsg(KVT_EFORMAT, msg, cap, "npy header has no 'descr'");
 	if (!strncmp(v + 1, "<f2", 3) && v[4] == v[0])
 		o->dtype = KVT_DTYPE_F16;
 	else if (!strncmp(v + 1, "<f4", 3) && v[4] == v[0])
 		o->dtype = KVT_DTYPE_F32;
 	else
-		return fail(-ENOTSUP, msg, cap,
+		return kvt_errmsg(-ENOTSUP, msg, cap,
 			    "unsupported npy dtype %.8s (need float16 or float32, little-endian)",
 			    v);
 	return 0;
@@ -62,7 +51,7 @@ static int parse_descr(const char *v, struct kvt_npy *o, char *msg, size_t cap)
 static int parse_shape(const char *v, struct kvt_npy *o, char *msg, size_t cap)
 {
 	if (!v || *v != '(')
-		return fail(KVT_EFORMAT, msg, cap, "npy header has no 'shape' tuple");
+		return kvt_errmsg(KVT_EFORMAT, msg, cap, "npy header has no 'shape' tuple");
 	v++;
 	o->ndim = 0;
 	for (;;) {
@@ -71,12 +60,12 @@ static int parse_shape(const char *v, struct kvt_npy *o, char *msg, size_t cap)
 		if (*v == ')')
 			return 0;
 		if (!isdigit((unsigned char)*v) || o->ndim == KVT_NPY_MAX_DIMS)
-			return fail(KVT_EFORMAT, msg, cap, "malformed npy shape");
+			return kvt_errmsg(KVT_EFORMAT, msg, cap, "malformed npy shape");
 		char *end;
 		errno = 0;
 		unsigned long long d = strtoull(v, &end, 10);
 		if (errno || d > (1ull << 40))
-			return fail(KVT_EFORMAT, msg, cap, "npy dimension too large");
+			return kvt_errmsg(KVT_EFORMAT, msg, cap, "npy dimension too large");
 		o->shape[o->ndim++] = d;
 		v = end;
 		while (isspace((unsigned char)*v))
@@ -84,7 +73,7 @@ static int parse_shape(const char *v, struct kvt_npy *o, char *msg, size_t cap)
 		if (*v == ',')
 			v++;
 		else if (*v != ')')
-			return fail(KVT_EFORMAT, msg, cap, "malformed npy shape");
+			return kvt_errmsg(KVT_EFORMAT, msg, cap, "malformed npy shape");
 	}
 }
 
@@ -92,21 +81,21 @@ static int header_text(const uint8_t *b, size_t len, size_t *start,
 		       size_t *hlen, char *msg, size_t cap)
 {
 	if (len < 10 || memcmp(b, magic, sizeof magic))
-		return fail(KVT_EFORMAT, msg, cap, "not a .npy file (bad magic)");
+		return kvt_errmsg(KVT_EFORMAT, msg, cap, "not a .npy file (bad magic)");
 	if (b[6] == 1) {
 		*start = 10;
 		*hlen = kvt_get_u16(b + 8);
 	} else if (b[6] == 2 || b[6] == 3) {
 		if (len < 12)
-			return fail(KVT_EFORMAT, msg, cap, "truncated npy header");
+			return kvt_errmsg(KVT_EFORMAT, msg, cap, "truncated npy header");
 		*start = 12;
 		*hlen = kvt_get_u32(b + 8);
 	} else {
-		return fail(KVT_EVERSION, msg, cap, "unsupported npy version %u.%u",
+		return kvt_errmsg(KVT_EVERSION, msg, cap, "unsupported npy version %u.%u",
 			    b[6], b[7]);
 	}
 	if (*hlen > (1u << 20) || *start + *hlen > len)
-		return fail(KVT_EFORMAT, msg, cap, "truncated npy header");
+		return kvt_errmsg(KVT_EFORMAT, msg, cap, "truncated npy header");
 	return 0;
 }
 
@@ -125,7 +114,7 @@ int kvt_npy_parse(const void *buf, size_t len, struct kvt_npy *out, char *msg,
 	dict[hlen] = 0;
 	const char *fo = dict_value(dict, "fortran_order");
 	if (!fo || strncmp(fo, "False", 5))
-		rc = fail(KVT_EFORMAT, msg, cap,
+		rc = kvt_errmsg(KVT_EFORMAT, msg, cap,
 			  "npy array must be in C order (fortran_order False)");
 	if (!rc)
 		rc = parse_descr(dict_value(dict, "descr"), &o, msg, cap);
@@ -137,7 +126,7 @@ int kvt_npy_parse(const void *buf, size_t len, struct kvt_npy *out, char *msg,
 	uint64_t n = kvt_dtype_size(o.dtype);
 	for (uint32_t i = 0; i < o.ndim; i++) {
 		if (o.shape[i] && n > (1ull << 40) / o.shape[i])
-			return fail(KVT_EFORMAT, msg, cap, "npy array too large");
+			return kvt_errmsg(KVT_EFORMAT, msg, cap, "npy array too large");
 		n *= o.shape[i];
 	}
 	o.data_offset = start + hlen;
@@ -168,7 +157,7 @@ int kvt_npy_read(const char *path, struct kvt_npy *out, void **data, char *msg,
 	struct stat st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(-errno, msg, cap, "%s: %s", path, strerror(errno));
+		return kvt_errmsg(-errno, msg, cap, "%s: %s", path, strerror(errno));
 	int rc = fstat(fd, &st) ? -errno : 0;
 	size_t size = rc ? 0 : (size_t)st.st_size;
 	size_t first = size < sizeof head ? size : sizeof head;
@@ -176,7 +165,7 @@ int kvt_npy_read(const char *path, struct kvt_npy *out, void **data, char *msg,
 	struct kvt_npy o;
 	rc = rc ? rc : kvt_npy_parse(head, first, &o, msg, cap);
 	if (!rc && o.data_offset + o.data_len != size)
-		rc = fail(KVT_EFORMAT, msg, cap,
+		rc = kvt_errmsg(KVT_EFORMAT, msg, cap,
 			  "%s: file is %zu bytes, header says %zu (truncated?)",
 			  path, size, o.data_offset + o.data_len);
 	void *buf = rc ? NULL : malloc(o.data_len ? o.data_len : 1);

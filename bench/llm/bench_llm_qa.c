@@ -20,8 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "kvstore.h"
 #include "qa.h"
 
@@ -143,13 +143,6 @@ static int parse(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 
 struct cell {
 	uint64_t agree, positions, exact, answers;
@@ -259,13 +252,13 @@ static int timed_prefill(struct bench *b, double *alone, double *with)
 	double t_solo = 0, t_with = 0;
 	for (uint32_t at = 0; at < b->doc.n && rc == 0; at += cfg.chunk) {
 		uint32_t n = b->doc.n - at < cfg.chunk ? b->doc.n - at : cfg.chunk;
-		double t0 = now();
+		double t0 = bench_now();
 		rc = llm_rekv_prefill(solo, b->doc.ids + at, n, NULL, NULL);
-		double t1 = now();
+		double t1 = bench_now();
 		if (rc == 0)
 			rc = llm_rekv_prefill(b->rk, b->doc.ids + at, n, NULL, NULL);
 		t_solo += t1 - t0;
-		t_with += now() - t1;
+		t_with += bench_now() - t1;
 		fprintf(stderr, "\r  prefill %u/%u", at + n, b->doc.n);
 	}
 	fprintf(stderr, "\n");
@@ -610,7 +603,7 @@ static int run(struct bench *b)
 	if (rc == 0)
 		rc = prefill(b);
 	uint32_t n = b->o.questions < b->doc.n_sec ? b->o.questions : b->doc.n_sec;
-	double t0 = now();
+	double t0 = bench_now();
 	for (uint32_t i = 0; i < n && rc == 0; i++) {
 		uint32_t s = (uint32_t)((uint64_t)i * b->doc.n_sec / n);
 		fprintf(stderr, "\r  question %u/%u (section %s)   ", i + 1, n, b->faq.sec[s].number);
@@ -620,7 +613,7 @@ static int run(struct bench *b)
 	fprintf(stderr, "\n");
 	if (rc == 0) {
 		report(b);
-		printf("questions took %.1f s\n", now() - t0);
+		printf("questions took %.1f s\n", bench_now() - t0);
 	}
 	return rc;
 }

@@ -9,18 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "kvbuf.h"
 #include "kvtier/kvtier.h"
 #include "tokenizer.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void usage(FILE *f)
 {
@@ -98,11 +91,11 @@ static int run(const struct opts *o, struct llm_model *m, struct llm_tok *tok,
 	out = malloc((o->n + 1) * sizeof(int32_t));
 	uint32_t got = 0;
 	int32_t eos = llm_tok_eos(tok);
-	double t0 = now();
+	double t0 = llm_now();
 	if (rc == 0 && out)
 		rc = llm_generate(m, pool, kb, ids, (uint32_t)n, 0, o->n, &eos, 1, out, &got,
 				  NULL);
-	double t1 = now();
+	double t1 = llm_now();
 	char *ans = NULL;
 	size_t alen;
 	if (rc == 0 && llm_tok_decode(tok, out, got, 0, &ans, &alen) == 0)

@@ -3,11 +3,11 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errmsg.h"
 #include "kvtier/kvtier.h"
 
 struct layer {
@@ -25,29 +25,18 @@ struct llm_model {
 
 /* ---------------------------------------------------------------- loading */
 
-static int errf(char *err, size_t cap, const char *fmt, ...)
-{
-	if (err && cap) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, cap, fmt, ap);
-		va_end(ap);
-	}
-	return KVT_EFORMAT;
-}
-
 static int get_matrix(const struct llm_gguf *g, const char *name, uint32_t n_in,
 		      uint32_t n_out, struct llm_matrix *m, char *err, size_t cap)
 {
 	const struct llm_gguf_tensor *t;
 	if (llm_gguf_find_tensor(g, name, &t) != 0)
-		return errf(err, cap, "tensor %s missing", name);
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "tensor %s missing", name);
 	if (t->n_dims != 2 || t->ne[0] != n_in || t->ne[1] != n_out)
-		return errf(err, cap, "tensor %s: shape %llux%llu, expected %ux%u", name,
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "tensor %s: shape %llux%llu, expected %ux%u", name,
 			    (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
 			    n_in, n_out);
 	if (t->type == LLM_GGML_F32 && n_in % 8)
-		return errf(err, cap, "tensor %s: rows not a multiple of 8", name);
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "tensor %s: rows not a multiple of 8", name);
 	*m = (struct llm_matrix){t->type, t->data, n_in, n_out,
 				 llm_ggml_type_bytes(t->type, n_in)};
 	return 0;
@@ -58,9 +47,9 @@ static int get_vector(const struct llm_gguf *g, const char *name, uint32_t n,
 {
 	const struct llm_gguf_tensor *t;
 	if (llm_gguf_find_tensor(g, name, &t) != 0)
-		return errf(err, cap, "tensor %s missing", name);
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "tensor %s missing", name);
 	if (t->type != LLM_GGML_F32 || t->ne[0] != n || t->n_dims != 1)
-		return errf(err, cap, "tensor %s: expected %u f32", name, n);
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "tensor %s: expected %u f32", name, n);
 	*out = t->data;
 	return 0;
 }
@@ -71,7 +60,7 @@ static int read_config(const struct llm_gguf *g, struct llm_config *c, char *err
 	struct llm_gguf_str arch;
 	if (llm_gguf_get_str(g, "general.architecture", &arch) != 0 || arch.n != 5 ||
 	    memcmp(arch.p, "llama", 5) != 0)
-		return errf(err, cap, "not a llama-architecture model");
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "not a llama-architecture model");
 	int rc = 0;
 	rc |= llm_gguf_get_u32(g, "llama.block_count", &c->n_layers);
 	rc |= llm_gguf_get_u32(g, "llama.embedding_length", &c->n_embd);
@@ -80,17 +69,17 @@ static int read_config(const struct llm_gguf *g, struct llm_config *c, char *err
 	rc |= llm_gguf_get_u32(g, "llama.attention.head_count_kv", &c->n_kv_head);
 	rc |= llm_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &c->norm_eps);
 	if (rc)
-		return errf(err, cap, "llama hyper-parameters missing");
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "llama hyper-parameters missing");
 	if (llm_gguf_get_f32(g, "llama.rope.freq_base", &c->rope_base) != 0)
 		c->rope_base = 10000.0f;
 	if (llm_gguf_get_u32(g, "llama.context_length", &c->n_ctx_train) != 0)
 		c->n_ctx_train = 0;
 	if (c->n_head == 0 || c->n_kv_head == 0 || c->n_head % c->n_kv_head ||
 	    c->n_embd % c->n_head || c->n_layers == 0 || c->n_layers > 1024)
-		return errf(err, cap, "inconsistent head counts");
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "inconsistent head counts");
 	c->head_dim = c->n_embd / c->n_head;
 	if (c->head_dim % 8)
-		return errf(err, cap, "head_dim %u is not a multiple of 8", c->head_dim);
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "head_dim %u is not a multiple of 8", c->head_dim);
 	return 0;
 }
 
@@ -120,7 +109,7 @@ static int load_weights(const struct llm_gguf *g, struct llm_model *m, char *err
 	struct llm_config *c = &m->cfg;
 	const struct llm_gguf_tensor *t;
 	if (llm_gguf_find_tensor(g, "token_embd.weight", &t) != 0 || t->n_dims != 2)
-		return errf(err, cap, "tensor token_embd.weight missing");
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "tensor token_embd.weight missing");
 	c->vocab = (uint32_t)t->ne[1];
 	int rc = get_matrix(g, "token_embd.weight", c->n_embd, c->vocab, &m->embd, err, cap);
 	if (rc == 0 && llm_gguf_find_tensor(g, "output.weight", &t) == 0)

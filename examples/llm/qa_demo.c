@@ -13,9 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "kvstore.h"
 #include "qa.h"
 
@@ -105,13 +105,6 @@ static int parse(int argc, char **argv, struct opts *o)
 		return -1;
 	}
 	return 0;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* Everything the demo holds, released by cleanup(). */
@@ -213,7 +206,7 @@ static void progress(void *arg, uint32_t done, uint32_t total)
 	double *t0 = arg;
 	if (done == total || done % 1024 < 128)
 		fprintf(stderr, "\r  prefill %u/%u tokens (%.0f tok/s)%s", done, total,
-			done / (now() - *t0), done == total ? "\n" : "");
+			done / (llm_now() - *t0), done == total ? "\n" : "");
 }
 
 static int prefill(struct demo *d)
@@ -222,9 +215,9 @@ static int prefill(struct demo *d)
 	       "chunk %u, window %u, KIVI-%u cold blocks%s\n", d->doc.n, d->doc.n_sec,
 	       d->o.rk.chunk, d->o.rk.window, d->o.bits,
 	       d->o.socket ? ", store in kvtierd" : ", in-process store");
-	double t0 = now();
+	double t0 = llm_now();
 	int rc = llm_rekv_prefill(d->rk, d->doc.ids, d->doc.n, progress, &t0);
-	double dt = now() - t0;
+	double dt = llm_now() - t0;
 	if (rc == 0)
 		printf("prefill: %u tokens in %.2f s = %.1f tokens/s\n", d->doc.n, dt,
 		       d->doc.n / dt);
@@ -313,24 +306,24 @@ static int run_turn(struct demo *d, uint32_t s, struct turn *t)
 	int32_t stops[3];
 	t->out = malloc(d->o.max_new * sizeof(int32_t));
 	int rc = t->out ? llm_qa_question(d->tok, d->faq.sec[s].question, &t->q, &t->nq) : -ENOMEM;
-	t->t[0] = now();
+	t->t[0] = llm_now();
 	if (rc == 0)
 		rc = llm_rekv_probe(d->rk, t->q, t->nq, &t->qq);
-	t->t[1] = now();
+	t->t[1] = llm_now();
 	if (rc == 0)
 		rc = select_blocks(d, &t->qq, budget, &t->sel);
-	t->t[2] = now();
+	t->t[2] = llm_now();
 	if (rc == 0)
 		rc = llm_kvbuf_create(c, llm_selection_max(&t->sel) * llm_rekv_block_tokens(d->rk) +
 					      t->nq + d->o.max_new, &t->kb);
 	if (rc == 0)
 		rc = llm_rekv_load(d->rk, 0, &t->sel, t->kb, &t->bytes);
-	t->t[3] = now();
+	t->t[3] = llm_now();
 	if (rc == 0)
 		rc = llm_generate(d->m, d->pool, t->kb, t->q, t->nq,
 				  llm_rekv_answer_pos(d->rk, &t->sel), d->o.max_new, stops,
 				  llm_qa_stops(d->tok, stops), t->out, &t->got, NULL);
-	t->t[4] = now();
+	t->t[4] = llm_now();
 	return rc;
 }
 

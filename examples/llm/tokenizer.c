@@ -3,12 +3,12 @@
 
 #include <errno.h>
 #include <locale.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <wctype.h>
 
+#include "errmsg.h"
 #include "kvtier/kvtier.h"
 
 #define TOKEN_TYPE_CONTROL 3
@@ -41,17 +41,6 @@ struct llm_tok {
 	int32_t bos, eos;
 	locale_t loc;
 };
-
-static int errf(char *err, size_t cap, const char *fmt, ...)
-{
-	if (err && cap) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, cap, fmt, ap);
-		va_end(ap);
-	}
-	return KVT_EFORMAT;
-}
 
 static uint64_t fnv(const char *s, size_t n)
 {
@@ -228,7 +217,7 @@ static int load_tokens(struct llm_tok *t, const struct llm_gguf *g, char *err,
 	if (llm_gguf_find_kv(g, "tokenizer.ggml.tokens", &kv) != 0 ||
 	    kv->type != LLM_GGUF_ARRAY || kv->arr_type != LLM_GGUF_STRING ||
 	    kv->arr_n == 0 || kv->arr_n > (1u << 24))
-		return errf(err, cap, "tokenizer.ggml.tokens missing or not strings");
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "tokenizer.ggml.tokens missing or not strings");
 	t->n = (uint32_t)kv->arr_n;
 	t->text = calloc(t->n, sizeof(char *));
 	t->text_n = calloc(t->n, sizeof(uint32_t));
@@ -267,7 +256,7 @@ static int load_merges(struct llm_tok *t, const struct llm_gguf *g, char *err,
 	const struct llm_gguf_kv *kv;
 	if (llm_gguf_find_kv(g, "tokenizer.ggml.merges", &kv) != 0 ||
 	    kv->type != LLM_GGUF_ARRAY || kv->arr_type != LLM_GGUF_STRING)
-		return errf(err, cap, "tokenizer.ggml.merges missing");
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "tokenizer.ggml.merges missing");
 	struct pair_map *p = &t->merges;
 	p->cap = pow2_above(kv->arr_n);
 	p->keys = calloc(p->cap, sizeof(uint64_t));
@@ -341,7 +330,7 @@ int llm_tok_load(const struct llm_gguf *g, struct llm_tok **out, char *err,
 	struct llm_gguf_str model;
 	if (llm_gguf_get_str(g, "tokenizer.ggml.model", &model) != 0 ||
 	    model.n != 4 || memcmp(model.p, "gpt2", 4) != 0)
-		return errf(err, cap, "tokenizer.ggml.model is not gpt2");
+		return kvt_errmsg(KVT_EFORMAT, err, cap, "tokenizer.ggml.model is not gpt2");
 	struct llm_tok *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
