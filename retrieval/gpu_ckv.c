@@ -72,7 +72,7 @@ static int upload(struct kvt_rindex_gpu *g, void *dst, const void *src,
 }
 
 int kvt_rg_ckv_sync(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
-		    uint32_t layer)
+		    uint32_t layer, void *aux)
 {
 	const struct rlayer *l = &x->layers[layer];
 	struct glayer *gl = &g->layers[layer];
@@ -94,13 +94,11 @@ int kvt_rg_ckv_sync(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
 		rc = upload(g, gl->assign + ft * H, l->assign + ft * H,
 			    (size_t)(nt - ft) * H * 2);
 	if (rc == 0 && nc > c0) {
-		open_means(x, l, c0, g->host);
-		rc = upload(g, gl->mean + (size_t)c0 * row, g->host,
+		open_means(x, l, c0, aux);
+		rc = upload(g, gl->mean + (size_t)c0 * row, aux,
 			    (size_t)(nc - c0) * row * 2);
 	}
-	if (rc == 0)
-		rc = kvt_stream_sync(g->s);
-	if (rc == 0)
+	if (rc == 0) /* staging is free after the request's final sync */
 		gl->closed_c = c0, gl->closed_t = t0;
 	return rc;
 }

@@ -53,10 +53,11 @@ struct request {
 	uint64_t k;
 };
 
-/* ClusterKV: brings the layer's clusters and cluster ids up to the host
- * index (staging must hold them: kvt_rg_ckv_staging bytes). */
+/* ClusterKV: enqueues what the device copy of the layer's clusters and
+ * cluster ids lacks (aux: pinned staging of kvt_rg_ckv_staging bytes,
+ * free again after the request's final sync). */
 int kvt_rg_ckv_sync(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
-		    uint32_t layer);
+		    uint32_t layer, void *aux);
 size_t kvt_rg_ckv_staging(const struct kvt_rindex *x, uint32_t layer);
 
 /* ClusterKV block keys into g->key (queries already in g->q, raw). */

@@ -128,9 +128,10 @@ static int layer_reserve(struct kvt_rindex_gpu *g, struct glayer *gl,
 	return rc;
 }
 
-/* Brings the device copy of layer `layer` up to the host index. */
+/* Enqueues what the device copy of layer `layer` lacks from the host
+ * index (aux: staging for the open frame's bounds, 4 * H * d bytes). */
 static int layer_sync(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
-		      uint32_t layer)
+		      uint32_t layer, void *aux)
 {
 	const struct rlayer *l = &x->layers[layer];
 	struct glayer *gl = &g->layers[layer];
@@ -150,14 +151,14 @@ static int layer_sync(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
 		rc = kvt_gpu_copy_async(gl->cnt + from, l->fcount + from,
 					(size_t)(nf - from) * 4, g->s);
 	if (rc == 0 && full < nf) {
-		uint16_t *st = g->host; /* staging holds 2 * row halves (see need) */
+		uint16_t *st = aux;
 		kvt_rl_open_bounds(x, l, st, st + row);
 		rc = kvt_gpu_copy_async(gl->hi + full * row, st, row * 2, g->s);
 		if (rc == 0)
 			rc = kvt_gpu_copy_async(gl->lo + full * row, st + row, row * 2, g->s);
 	}
-	if (rc == 0)
-		rc = kvt_stream_sync(g->s); /* staging and host arrays are free again */
+	/* Copies from pageable host memory return once the bytes are taken;
+	 * the staging is not touched again before the request's final sync. */
 	if (rc == 0)
 		gl->closed = full;
 	return rc;
@@ -165,14 +166,22 @@ static int layer_sync(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
 
 /* ---------------------------------------------------------------- select */
 
+/* Staging holds the query rows, then (from here) what the mode's sync
+ * stages; the selection flags come back over the query rows at the end. */
+static size_t aux_offset(const struct kvt_rindex_gpu *g, const struct request *r)
+{
+	size_t qb = 2 * (size_t)r->rows * g->shape.head_dim * sizeof(float);
+	return (qb + 63) & ~(size_t)63;
+}
+
 /* Scratch and staging for a request; r->nf counts frames (Quest) or
  * clusters (ClusterKV), extra the staging the mode's sync needs. */
 static int scratch(struct kvt_rindex_gpu *g, const struct request *r,
 		   size_t extra)
 {
-	size_t d = g->shape.head_dim, H = g->shape.n_kv_heads;
-	size_t qb = 2 * (size_t)r->rows * d * sizeof(float);
-	size_t stage = qb > extra ? qb : extra;
+	size_t H = g->shape.n_kv_heads;
+	size_t qb = 2 * (size_t)r->rows * g->shape.head_dim * sizeof(float);
+	size_t stage = aux_offset(g, r) + extra;
 	stage = stage > r->nb ? stage : r->nb;
 	int rc = kvt_rg_dbuf_need(&g->q, qb);
 	if (rc == 0)
@@ -283,12 +292,17 @@ static int select_gpu(struct kvt_rindex_gpu *g, const struct kvt_rindex *x,
 		return 0;
 	size_t row = (size_t)x->shape.n_kv_heads * x->shape.head_dim;
 	int rc = scratch(g, &r, quest ? 4 * row : kvt_rg_ckv_staging(x, layer));
+	void *aux = (char *)g->host + aux_offset(g, &r);
 	if (rc == 0)
-		rc = quest ? layer_sync(g, x, layer) : kvt_rg_ckv_sync(g, x, layer);
+		rc = quest ? layer_sync(g, x, layer, aux) : kvt_rg_ckv_sync(g, x, layer, aux);
 	if (rc == 0)
 		rc = upload_queries(g, q, &r, quest);
 	if (rc == 0)
 		rc = run_kernels(g, x, layer, lay, p, &r);
+	if (rc) { /* what reached the device is unknown: upload it all again */
+		struct glayer *gl = &g->layers[layer];
+		gl->closed = 0, gl->closed_c = 0, gl->closed_t = 0;
+	}
 	if (rc == 0)
 		take_picks(g, lay, sel, left);
 	return rc;
