@@ -323,27 +323,26 @@ static int oracle_quality(const struct kvt_shape *s, const struct kvt_retrieve_p
 	return rc;
 }
 
-static int quality(const struct ropts *o, struct kvt_cache *c,
+/* The figures of one selection against full attention over kv (the
+ * layer's keys and values). */
+static int quality(const struct ropts *o, const struct layer_kv *kv,
 		   const struct kvt_shape *s, struct kvt_rindex *idx,
 		   const struct kvt_retrieve_params *p, const float *q,
 		   const struct kvt_selection *sel, struct totals *t)
 {
-	struct layer_kv kv = {0};
 	struct kvt_attn_quality qa, qb, qo;
 	struct kvt_retrieve_params pb = *p;
 	struct kvt_selection base = {0};
 	pb.mode = KVT_RETRIEVE_RECENT;
-	int rc = read_layer(c, s, sel->layer, sel->total_tokens, &kv);
-	if (rc == 0)
-		rc = kvt_attn_quality(s, p->n_q_heads, p->n_queries, q, kv.k, kv.v,
-				      kv.n, sel, &qa);
+	int rc = kvt_attn_quality(s, p->n_q_heads, p->n_queries, q, kv->k, kv->v,
+				      kv->n, sel, &qa);
 	if (rc == 0)
 		rc = kvt_retrieve(idx, sel->layer, &pb, q, &base);
 	if (rc == 0)
-		rc = kvt_attn_quality(s, p->n_q_heads, p->n_queries, q, kv.k, kv.v,
-				      kv.n, &base, &qb);
+		rc = kvt_attn_quality(s, p->n_q_heads, p->n_queries, q, kv->k, kv->v,
+				      kv->n, &base, &qb);
 	if (rc == 0)
-		rc = oracle_quality(s, p, q, &kv, sel->layer, &qo);
+		rc = oracle_quality(s, p, q, kv, sel->layer, &qo);
 	if (rc == 0) {
 		printf("  %s: attention mass recall %.4f (worst q head %.4f), "
 		       "output error %.4f; recent-window baseline: recall %.4f, "
@@ -356,7 +355,6 @@ static int quality(const struct ropts *o, struct kvt_cache *c,
 		t->err += qa.rel_error, t->layers++;
 	}
 	kvt_selection_free(&base);
-	free(kv.k), free(kv.v);
 	return rc;
 }
 
@@ -370,15 +368,14 @@ static void query_j(const float *q, uint32_t heads, uint32_t nq, uint32_t d,
 
 /* One selection per query vector, as a decoder selecting at every step
  * would make: mean recall of those and of the block oracle. */
-static int per_query(struct kvt_cache *c, const struct kvt_shape *s,
+static int per_query(const struct layer_kv *kv, const struct kvt_shape *s,
 		     struct kvt_rindex *idx, const struct kvt_retrieve_params *p,
-		     const float *q, uint32_t layer, uint64_t n, struct totals *t)
+		     const float *q, uint32_t layer, struct totals *t)
 {
-	struct layer_kv kv = {0};
 	struct kvt_retrieve_params pj = *p;
 	float *qj = malloc((size_t)p->n_q_heads * s->head_dim * sizeof *qj);
 	double r = 0, ro = 0;
-	int rc = qj ? read_layer(c, s, layer, n, &kv) : -ENOMEM;
+	int rc = qj ? 0 : -ENOMEM;
 	pj.n_queries = 1;
 	for (uint32_t j = 0; rc == 0 && j < p->n_queries; j++) {
 		struct kvt_selection sel = {0};
@@ -386,9 +383,9 @@ static int per_query(struct kvt_cache *c, const struct kvt_shape *s,
 		query_j(q, p->n_q_heads, p->n_queries, s->head_dim, j, qj);
 		rc = kvt_retrieve(idx, layer, &pj, qj, &sel);
 		if (rc == 0)
-			rc = kvt_attn_quality(s, p->n_q_heads, 1, qj, kv.k, kv.v, kv.n, &sel, &qa);
+			rc = kvt_attn_quality(s, p->n_q_heads, 1, qj, kv->k, kv->v, kv->n, &sel, &qa);
 		if (rc == 0)
-			rc = oracle_quality(s, &pj, qj, &kv, layer, &qo);
+			rc = oracle_quality(s, &pj, qj, kv, layer, &qo);
 		r += rc == 0 ? qa.mass_recall : 0, ro += rc == 0 ? qo.mass_recall : 0;
 		kvt_selection_free(&sel);
 	}
@@ -397,7 +394,7 @@ static int per_query(struct kvt_cache *c, const struct kvt_shape *s,
 		       p->n_queries, r / p->n_queries, ro / p->n_queries);
 		t->pq_recall += r / p->n_queries, t->pq_oracle += ro / p->n_queries;
 	}
-	free(qj), free(kv.k), free(kv.v);
+	free(qj);
 	return rc;
 }
 
@@ -502,10 +499,14 @@ static int one_layer(const struct ropts *o, struct kvt_cache *c,
 	if (!o->quiet_blocks)
 		print_blocks(&sel);
 	rc = o->gpu_bytes ? reload(c, &sel) : load(c, s, &sel);
+	struct layer_kv kv = {0};
 	if (rc == 0 && o->quality)
-		rc = quality(o, c, s, idx, &p, q, &sel, t);
+		rc = read_layer(c, s, layer, sel.total_tokens, &kv);
+	if (rc == 0 && o->quality)
+		rc = quality(o, &kv, s, idx, &p, q, &sel, t);
 	if (rc == 0 && o->quality && o->per_query)
-		rc = per_query(c, s, idx, &p, q, layer, sel.total_tokens, t);
+		rc = per_query(&kv, s, idx, &p, q, layer, t);
+	free(kv.k), free(kv.v);
 	if (rc)
 		fprintf(stderr, "kvtier retrieve: layer %u: %s\n", layer, kvt_strerror(rc));
 	kvt_selection_free(&sel);
