@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli/cli_run.h"
 #include "half.h"
 #include "npy.h"
 
@@ -23,11 +24,7 @@ static void setup(void)
 
 static char *p(const char *name)
 {
-	static char buf[4][600];
-	static int i;
-	i = (i + 1) % 4;
-	snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-	return buf[i];
+	return cli_path(dir, name);
 }
 
 /* Runs kvtier with args; returns the exit status, stderr in err. */
@@ -35,13 +32,9 @@ static int run(char *err, size_t cap, const char *args)
 {
 	char cmd[2048];
 	snprintf(cmd, sizeof cmd, "%s %s 2>%s", KVT_CLI, args, p("stderr"));
-	int st = system(cmd);
-	FILE *f = fopen(p("stderr"), "r");
-	size_t n = f ? fread(err, 1, cap - 1, f) : 0;
-	err[n] = 0;
-	if (f)
-		fclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	int st = cli_system(cmd);
+	cli_slurp(p("stderr"), err, cap);
+	return st;
 }
 
 TestSuite(cli_codec, .init = setup);

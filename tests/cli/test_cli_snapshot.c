@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli/cli_run.h"
 #include "daemon/kvtierd_proc.h"
 #include "kvtier/client.h"
 #include "kvtier/snapshot.h"
@@ -34,11 +35,7 @@ static void setup(void)
 
 static char *p(const char *name)
 {
-	static char buf[8][600];
-	static int i;
-	i = (i + 1) % 8;
-	snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-	return buf[i];
+	return cli_path(dir, name);
 }
 
 /* Runs kvtier with args; returns the exit status, stdout and stderr. */
@@ -51,17 +48,10 @@ static int run(char *out, char *err, size_t cap, const char *fmt, ...)
 	va_end(ap);
 	snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s", KVT_CLI, args, p("stdout"),
 		 p("stderr"));
-	int st = system(cmd);
-	const char *files[2] = {p("stdout"), p("stderr")};
-	char *bufs[2] = {out, err};
-	for (int i = 0; i < 2; i++) {
-		FILE *f = fopen(files[i], "r");
-		size_t n = f ? fread(bufs[i], 1, cap - 1, f) : 0;
-		bufs[i][n] = 0;
-		if (f)
-			fclose(f);
-	}
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	int st = cli_system(cmd);
+	cli_slurp(p("stdout"), out, cap);
+	cli_slurp(p("stderr"), err, cap);
+	return st;
 }
 
 static const struct kvt_shape shape = {2, 2, 64, 16, KVT_DTYPE_F16};

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli/cli_run.h"
 #include "kvtier/retrieval.h"
 #include "npy.h"
 #include "retrieval/synth.h"
@@ -19,11 +20,7 @@ static const struct kvt_shape shape = {2, 2, 64, 16, KVT_DTYPE_F16};
 
 static char *p(const char *name)
 {
-	static char buf[4][600];
-	static int i;
-	i = (i + 1) % 4;
-	snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-	return buf[i];
+	return cli_path(dir, name);
 }
 
 /* Runs kvtier retrieve with args; stdout+stderr into out. */
@@ -31,13 +28,9 @@ static int run(char *out, size_t cap, const char *args)
 {
 	char cmd[2048];
 	snprintf(cmd, sizeof cmd, "%s retrieve %s >%s 2>&1", KVT_CLI, args, p("out"));
-	int st = system(cmd);
-	FILE *f = fopen(p("out"), "r");
-	size_t n = f ? fread(out, 1, cap - 1, f) : 0;
-	out[n] = 0;
-	if (f)
-		fclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	int st = cli_system(cmd);
+	cli_slurp(p("out"), out, cap);
+	return st;
 }
 
 /* A store with cache "doc": synthetic keys, a needle at NEEDLE in both
