@@ -1,9 +1,14 @@
-/* store_util.h - helpers for the store tests: deterministic K/V tokens. */
+/* store_util.h - helpers for the store tests: deterministic K/V tokens,
+ * stores on a data directory of their own. */
 #ifndef KVTIER_TESTS_STORE_UTIL_H
 #define KVTIER_TESTS_STORE_UTIL_H
 
+#include <criterion/criterion.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "half.h"
 #include "kvtier/kvtier.h"
@@ -34,6 +39,27 @@ static inline void tv_fill(const struct kvt_shape *s, uint32_t layer,
 static inline uint16_t *tv_alloc(const struct kvt_shape *s, uint32_t n)
 {
 	return malloc((size_t)s->n_kv_heads * n * s->head_dim * 2 + 2);
+}
+
+/* Opens a store with a disk tier on dir (cap bytes): with fresh, first a
+ * new directory KVT_TEST_TMP/tag-pid-seq (*seq counts them); else dir as
+ * it is (reopening it). */
+static inline struct kvt_store *su_open_disk(char *dir, size_t cap, const char *tag,
+					     int *seq, uint64_t host_bytes, int fresh)
+{
+	if (fresh) {
+		const char *t = getenv("KVT_TEST_TMP");
+		mkdir(t ? t : "/tmp", 0755);
+		snprintf(dir, cap, "%s/%s-%d-%d", t ? t : "/tmp", tag, getpid(), (*seq)++);
+	}
+	struct kvt_store_config cfg;
+	struct kvt_store *st;
+	kvt_store_config_init(&cfg);
+	cfg.host_bytes = host_bytes;
+	cfg.data_dir = dir;
+	int rc = kvt_store_open(&cfg, &st);
+	cr_assert_eq(rc, 0, "open: %s", kvt_strerror(rc));
+	return st;
 }
 
 #endif

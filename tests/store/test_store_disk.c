@@ -14,20 +14,7 @@ static int seq;
 
 static struct kvt_store *open_store(uint64_t host_bytes, int fresh)
 {
-	if (fresh) {
-		const char *t = getenv("KVT_TEST_TMP");
-		mkdir(t ? t : "/tmp", 0755);
-		snprintf(dir, sizeof dir, "%s/store-disk-%d-%d", t ? t : "/tmp",
-			 getpid(), seq++);
-	}
-	struct kvt_store_config cfg;
-	struct kvt_store *st;
-	kvt_store_config_init(&cfg);
-	cfg.host_bytes = host_bytes;
-	cfg.data_dir = dir;
-	int rc = kvt_store_open(&cfg, &st);
-	cr_assert_eq(rc, 0, "open: %s", kvt_strerror(rc));
-	return st;
+	return su_open_disk(dir, sizeof dir, "store-disk", &seq, host_bytes, fresh);
 }
 
 static struct kvt_cache_config config(int kivi)
