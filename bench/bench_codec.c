@@ -52,20 +52,6 @@ static int parse(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-/* Best of reps: the machine is shared, the minimum is the least noisy. */
-static double best_memcpy(void *dst, const void *src, size_t n, unsigned reps)
-{
-	double best = 1e30;
-	for (unsigned r = 0; r < reps; r++) {
-		double t = bench_now();
-		memcpy(dst, src, n);
-		__asm__ volatile("" ::"r"(dst) : "memory");
-		t = bench_now() - t;
-		best = t < best ? t : best;
-	}
-	return best;
-}
-
 struct setting {
 	const char *label;
 	enum kvt_codec_id id;
@@ -135,7 +121,7 @@ int main(int argc, char **argv)
 	kvt_from_f32(KVT_DTYPE_F16, ref, src, n);
 	kvt_to_f32(KVT_DTYPE_F16, src, ref, n);
 	memset(dst, 1, n * 2);
-	double t_memcpy = best_memcpy(dst, src, n * 2, o.reps * 3);
+	double t_memcpy = bench_best_memcpy(dst, src, n * 2, o.reps * 3);
 	printf("tensor [%u][%u][%u] fp16, %.1f MiB; memcpy %.2f GB/s (one core)\n",
 	       o.heads, o.tokens, o.dim, (double)n * 2 / (1 << 20),
 	       (double)n * 2 / 1e9 / t_memcpy);

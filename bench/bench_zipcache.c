@@ -452,19 +452,6 @@ static int quality(const struct opts *o, struct data *x)
 
 /* ---------------------------------------------------------------- speed */
 
-static double best_memcpy(void *dst, const void *src, size_t n, unsigned reps)
-{
-	double best = 1e30;
-	for (unsigned r = 0; r < reps; r++) {
-		double t = bench_now();
-		memcpy(dst, src, n);
-		__asm__ volatile("" ::"r"(dst) : "memory");
-		t = bench_now() - t;
-		best = t < best ? t : best;
-	}
-	return best;
-}
-
 static int speed_row(const char *label, const struct kvt_codec_params *p,
 		     enum kvt_kv_kind kind, const struct kvt_tensor_desc *d,
 		     const uint16_t *src, unsigned reps, double t_memcpy)
@@ -512,7 +499,7 @@ static int speed(const struct opts *o)
 	for (size_t t = 0; t < o->tput_tokens; t++)
 		sc[t] = bench_uniform(&s);
 	memset(dst, 1, n * 2);
-	double tm = best_memcpy(dst, src, n * 2, o->reps * 3);
+	double tm = bench_best_memcpy(dst, src, n * 2, o->reps * 3);
 	printf("\nthroughput: [8][%u][%u] fp16, %.1f MiB; memcpy %.2f GB/s (one core)\n",
 	       o->tput_tokens, o->dim, (double)n * 2 / (1 << 20), n * 2 / 1e9 / tm);
 	printf("%-26s %-6s %8s %7s %8s %7s %7s\n", "codec", "kind", "enc GB/s",
