@@ -23,6 +23,7 @@
 
 #include "bench_util.h"
 #include "kvstore.h"
+#include "llm_set.h"
 #include "qa.h"
 
 #define MAX_BUDGETS 8
@@ -172,16 +173,8 @@ struct bench {
 
 static int load(struct bench *b)
 {
-	int rc = llm_gguf_open(b->o.model, &b->g, b->err, sizeof(b->err));
-	if (rc == -ENOENT)
-		snprintf(b->err, sizeof(b->err), "%s: missing; run scripts/fetch_model.sh",
-			 b->o.model);
-	if (rc == 0)
-		rc = llm_model_load(b->g, &b->m, b->err, sizeof(b->err));
-	if (rc == 0)
-		rc = llm_tok_load(b->g, &b->tok, b->err, sizeof(b->err));
-	if (rc == 0)
-		rc = llm_pool_create(b->o.threads, &b->pool);
+	int rc = llm_set_open(b->o.model, b->o.threads, &b->g, &b->m, &b->tok,
+			      &b->pool, b->err, sizeof(b->err));
 	if (rc == 0)
 		rc = llm_faq_load(LLM_FAQ_PATH, &b->faq, b->err, sizeof(b->err));
 	if (rc == 0)
@@ -626,10 +619,7 @@ static void cleanup(struct bench *b)
 	kvt_store_close(b->store);
 	llm_qa_doc_free(&b->doc);
 	llm_faq_free(&b->faq);
-	llm_pool_free(b->pool);
-	llm_tok_free(b->tok);
-	llm_model_free(b->m);
-	llm_gguf_close(b->g);
+	llm_set_close(b->g, b->m, b->tok, b->pool);
 }
 
 int main(int argc, char **argv)

@@ -24,6 +24,7 @@
 #include "half.h"
 #include "kvbuf.h"
 #include "kvtier/kvtier.h"
+#include "llm_set.h"
 #include "npy.h"
 #include "qa.h"
 
@@ -340,16 +341,8 @@ int main(int argc, char **argv)
 	struct llm_pool *pool = NULL;
 	struct llm_faq faq = {0};
 	struct llm_qa_doc doc = {0};
-	int rc = llm_gguf_open(d.o.model, &g, err, sizeof(err));
-	if (rc == -ENOENT)
-		snprintf(err, sizeof(err), "%s: missing; run scripts/fetch_model.sh first",
-			 d.o.model);
-	if (rc == 0)
-		rc = llm_model_load(g, &m, err, sizeof(err));
-	if (rc == 0)
-		rc = llm_tok_load(g, &tok, err, sizeof(err));
-	if (rc == 0)
-		rc = llm_pool_create(d.o.threads, &pool);
+	int rc = llm_set_open(d.o.model, d.o.threads, &g, &m, &tok, &pool, err,
+			      sizeof(err));
 	if (rc == 0)
 		rc = llm_faq_load(d.o.faq, &faq, err, sizeof(err));
 	if (rc == 0)
@@ -362,9 +355,6 @@ int main(int argc, char **argv)
 		rc = run(&d, m, pool, &doc);
 	llm_qa_doc_free(&doc);
 	llm_faq_free(&faq);
-	llm_pool_free(pool);
-	llm_tok_free(tok);
-	llm_model_free(m);
-	llm_gguf_close(g);
+	llm_set_close(g, m, tok, pool);
 	return rc ? 1 : 0;
 }

@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "kvbuf.h"
 #include "kvtier/kvtier.h"
+#include "llm_set.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f)
@@ -121,20 +122,11 @@ int main(int argc, char **argv)
 	struct llm_model *m = NULL;
 	struct llm_tok *tok = NULL;
 	struct llm_pool *pool = NULL;
-	int rc = llm_gguf_open(o.model, &g, err, sizeof(err));
-	if (rc == 0)
-		rc = llm_model_load(g, &m, err, sizeof(err));
-	if (rc == 0)
-		rc = llm_tok_load(g, &tok, err, sizeof(err));
-	if (rc == 0)
-		rc = llm_pool_create(o.threads, &pool);
+	int rc = llm_set_open(o.model, o.threads, &g, &m, &tok, &pool, err, sizeof(err));
 	if (rc == 0)
 		rc = run(&o, m, tok, pool);
 	if (rc)
 		fprintf(stderr, "llm_run: %s\n", err[0] ? err : kvt_strerror(rc));
-	llm_pool_free(pool);
-	llm_tok_free(tok);
-	llm_model_free(m);
-	llm_gguf_close(g);
+	llm_set_close(g, m, tok, pool);
 	return rc ? 1 : 0;
 }

@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "kvstore.h"
+#include "llm_set.h"
 #include "qa.h"
 
 struct opts {
@@ -125,16 +126,8 @@ struct demo {
 
 static int load_model(struct demo *d)
 {
-	int rc = llm_gguf_open(d->o.model, &d->g, d->err, sizeof(d->err));
-	if (rc == -ENOENT)
-		snprintf(d->err, sizeof(d->err),
-			 "%s: missing; run scripts/fetch_model.sh first", d->o.model);
-	if (rc == 0)
-		rc = llm_model_load(d->g, &d->m, d->err, sizeof(d->err));
-	if (rc == 0)
-		rc = llm_tok_load(d->g, &d->tok, d->err, sizeof(d->err));
-	if (rc == 0)
-		rc = llm_pool_create(d->o.threads, &d->pool);
+	int rc = llm_set_open(d->o.model, d->o.threads, &d->g, &d->m, &d->tok,
+			      &d->pool, d->err, sizeof(d->err));
 	if (rc == 0)
 		rc = llm_faq_load(d->o.faq, &d->faq, d->err, sizeof(d->err));
 	if (rc == 0)
@@ -387,10 +380,7 @@ static void cleanup(struct demo *d)
 	kvt_store_close(d->store);
 	llm_qa_doc_free(&d->doc);
 	llm_faq_free(&d->faq);
-	llm_pool_free(d->pool);
-	llm_tok_free(d->tok);
-	llm_model_free(d->m);
-	llm_gguf_close(d->g);
+	llm_set_close(d->g, d->m, d->tok, d->pool);
 }
 
 int main(int argc, char **argv)
