@@ -14,6 +14,7 @@
 
 #include "kvtier/client.h"
 #include "loc_cache.h"
+#include "path.h"
 #include "wire.h"
 
 /* The block checksum of kvtier (XXH3-64, as kvt_checksum), inlined here so
@@ -400,12 +401,7 @@ static int absolute(const char *path, int must_exist, char *out, size_t cap)
 	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
 	if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
 		return -EISDIR;
-	if (!slash)
-		strcpy(dir, ".");
-	else if (slash == path)
-		strcpy(dir, "/");
-	else
-		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+	kvt_path_dir(path, dir, sizeof dir);
 	if (!realpath(dir, buf))
 		return -errno;
 	return copy_path(out, cap, buf, base);

@@ -20,6 +20,7 @@
 
 #include "bytes.h"
 #include "checksum.h"
+#include "path.h"
 #include "snapshot_internal.h"
 #include "store_internal.h"
 
@@ -553,13 +554,7 @@ static int save_to(struct kvt_store *st, struct kvt_cache *hc, int fd,
 static int sync_dir_of(const char *path)
 {
 	char dir[4096];
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		strcpy(dir, ".");
-	else if (slash == path)
-		strcpy(dir, "/");
-	else
-		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+	kvt_path_dir(path, dir, sizeof dir);
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
