@@ -475,6 +475,47 @@ Test(rindex, save_load_round_trip)
 	fixture_free(&f);
 }
 
+/* Frame bounds behind a valid checksum that cannot be (a largest key below
+ * the smallest, a NaN) are refused. 2048 tokens, 2 heads of 32: no open
+ * chunk or frame, so the first largest-key bound sits after the cluster
+ * arrays, the ids, the frame sizes and the frame means. */
+Test(rindex, inconsistent_frame_bounds_are_refused)
+{
+	struct fixture f;
+	fixture_make(&f, 2048, 2, 32);
+	struct kvt_rindex *x = index_of(&f, NULL), *y = NULL;
+	struct kvt_rindex_layer_info li;
+	kvt_rindex_layer_info(x, 0, &li);
+	cr_assert_eq(li.pending, 0);
+	void *buf;
+	size_t len;
+	save(x, &buf, &len);
+	uint8_t *p = buf;
+	size_t hi = 32 + 36 + 24 + (size_t)li.n_clusters * 2 * (4 + 2 * 32) +
+		    2048 * 2 * 2 + (size_t)li.n_frames * (4 + 2 * 32 * 2);
+	float lo[32], hi0[32];
+	cr_assert_eq(kvt_rindex_get_frame_bounds(x, 0, 0, 0, hi0, lo), 0);
+	/* the offset is frame 0's first largest key */
+	cr_assert_eq(kvt_f16_to_f32(kvt_get_u16(p + hi)), hi0[0]);
+	cr_assert_eq(kvt_f16_to_f32(kvt_get_u16(p + hi + (size_t)li.n_frames * 2 * 32 * 2)),
+		     lo[0]);
+	uint16_t bad[2] = {kvt_f32_to_f16(lo[0] - 1.0f), 0x7e00 /* NaN */};
+	for (int i = 0; i < 2; i++) {
+		uint16_t keep = kvt_get_u16(p + hi);
+		kvt_put_u16(p + hi, bad[i]);
+		kvt_put_u64(p + 24, kvt_checksum(p + 32, len - 32));
+		cr_assert_eq(kvt_rindex_load(p, len, &y), KVT_ECORRUPT, "bound %d", i);
+		cr_assert_null(y);
+		kvt_put_u16(p + hi, keep);
+	}
+	kvt_put_u64(p + 24, kvt_checksum(p + 32, len - 32));
+	cr_assert_eq(kvt_rindex_load(p, len, &y), 0);
+	kvt_rindex_free(y);
+	free(buf);
+	kvt_rindex_free(x);
+	fixture_free(&f);
+}
+
 Test(rindex, corrupt_or_truncated_saves_are_refused)
 {
 	struct fixture f;
