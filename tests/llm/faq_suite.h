@@ -27,4 +27,16 @@ static void teardown(void)
 	free_model_set(g, model, tok, pool);
 }
 
+/* A cache configuration for the model's K/V (its shape, fp16, 16-token
+ * blocks, a 32-token recent window, raw cold blocks). */
+static void model_cache_config(struct kvt_cache_config *cc)
+{
+	const struct llm_config *c = llm_model_config(model);
+	kvt_cache_config_init(cc);
+	cc->shape.n_layers = c->n_layers;
+	cc->shape.n_kv_heads = c->n_kv_head;
+	cc->shape.head_dim = c->head_dim;
+	cc->recent_tokens = 32;
+}
+
 #endif

@@ -63,17 +63,12 @@ struct env {
 
 static void open_env(struct env *e, uint32_t tokens)
 {
-	const struct llm_config *c = llm_model_config(model);
 	struct kvt_store_config sc;
 	kvt_store_config_init(&sc);
 	cr_assert_eq(kvt_store_open(&sc, &e->store), 0);
 	for (int i = 0; i < 2; i++) {
 		struct kvt_cache_config cc;
-		kvt_cache_config_init(&cc);
-		cc.shape.n_layers = c->n_layers;
-		cc.shape.n_kv_heads = c->n_kv_head;
-		cc.shape.head_dim = c->head_dim;
-		cc.recent_tokens = 32;
+		model_cache_config(&cc);
 		if (i == 1) {
 			kvt_codec_params_init(&cc.cold, KVT_CODEC_KIVI);
 			cc.cold.bits = 8;
